@@ -1,0 +1,1 @@
+"""mlsd-serving operator: the ModelDeployment API, builders and the kopf operator."""
