@@ -1,0 +1,23 @@
+"""The ModelDeployment API: typed models (the schema's single source), rules and the CRD."""
+
+from ._crd import PRINTER_COLUMNS, crd, openapi_schema
+from ._rules import ApiModel, Rule, RuleViolation
+from ._types import (
+    API_VERSION, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION,
+    Accelerator, Analysis, AnalysisResult, Autoscaling, Batching, Canary, CanaryStatus, CaseStudy,
+    Condition, ConditionStatus, GatewayRef, GpuSpec, HistoryEntry, KServeDeploymentMode, KServeOptions,
+    ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, ModelRef, ObjectMeta, Outcome, Phase,
+    Placement, Precision, Resources, Runtime, ScaleMetric, Shadow, ShadowStatus, Toleration, TrackStatus,
+    parse_duration,
+)
+from ._validate import ValidationProblem, validate_manifest
+
+__all__ = [
+    "API_VERSION", "GROUP", "KIND", "PLURAL", "SHORT_NAMES", "SINGULAR", "VERSION", "PRINTER_COLUMNS",
+    "Accelerator", "Analysis", "AnalysisResult", "ApiModel", "Autoscaling", "Batching", "Canary",
+    "CanaryStatus", "CaseStudy", "Condition", "ConditionStatus", "GatewayRef", "GpuSpec", "HistoryEntry",
+    "KServeDeploymentMode", "KServeOptions", "ModelDeployment", "ModelDeploymentSpec",
+    "ModelDeploymentStatus", "ModelRef", "ObjectMeta", "Outcome", "Phase", "Placement", "Precision",
+    "Resources", "Rule", "RuleViolation", "Runtime", "ScaleMetric", "Shadow", "ShadowStatus", "Toleration",
+    "TrackStatus", "ValidationProblem", "crd", "openapi_schema", "parse_duration", "validate_manifest",
+]

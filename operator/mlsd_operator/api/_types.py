@@ -1,0 +1,361 @@
+"""The `ModelDeployment` API (mlsd.io/v1alpha1): the single source of truth for the CRD schema."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ._rules import ApiModel, Rule
+
+GROUP = "mlsd.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ("mdep",)
+
+
+class CaseStudy(str, Enum):
+    VISUAL_SEARCH = "visual-search"
+    HARMFUL_CONTENT = "harmful-content"
+    VIDEO_RECOMMENDATION = "video-recommendation"
+    AD_CLICK_PREDICTION = "ad-click-prediction"
+
+
+class Runtime(str, Enum):
+    KSERVE = "kserve"
+    TRITON = "triton"
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+
+class Accelerator(str, Enum):
+    CPU = "cpu"
+    GPU = "gpu"
+    AUTO = "auto"
+
+
+class ScaleMetric(str, Enum):
+    CONCURRENCY = "concurrency"
+    RPS = "rps"
+    CPU = "cpu"
+    MEMORY = "memory"
+
+
+class KServeDeploymentMode(str, Enum):
+    STANDARD = "Standard"       # plain Deployments + HPA/KEDA; canary through spec.canary[] (KServe >= 0.20)
+    SERVERLESS = "Serverless"   # Knative revisions; canary through canaryTrafficPercent
+
+
+VERSION_PATTERN = r"^[a-zA-Z0-9]([a-zA-Z0-9._-]{0,30}[a-zA-Z0-9])?$"
+STORAGE_URI_PATTERN = r"^(s3|gs|pvc|file)://[^\s]+$"
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Kubernetes-style duration such as `90s`, `1m30s` or `500ms`."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 2m, 1m30s)")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h)", text))
+
+
+def _has_dotdot_segment(uri: str) -> bool:
+    return re.search(r"(^|/)\.\.(/|$)", uri.split("://", 1)[-1]) is not None
+
+
+class ModelRef(ApiModel):
+    """One model version: where its repository lives and which precision variant to serve."""
+
+    version: Annotated[str, Field(min_length=1, max_length=32, pattern=VERSION_PATTERN,
+                                  description="Model version, as written by `mlsd build --version`.")]
+    storage_uri: Annotated[str, Field(max_length=512, pattern=STORAGE_URI_PATTERN,
+                                      description="Root of the version's model repository "
+                                                  "(s3://, gs://, pvc://claim/path or file://).")]
+    precision: Annotated[Precision, Field(description="Variant to serve: fp32, fp16 or int8.")] = Precision.FP32
+
+    rules: ClassVar = (
+        Rule(cel="!self.storageUri.matches('^[a-z0-9]+://(.*/)?[.][.](/.*)?$')",
+             message="storageUri must not contain '..' path segments",
+             check=lambda m: not _has_dotdot_segment(m.storage_uri),
+             field_path=".storageUri"),
+    )
+
+
+class GpuSpec(ApiModel):
+    count: Annotated[int, Field(ge=1, le=8, description="GPUs per replica (limits nvidia.com/gpu).")] = 1
+    product: Annotated[str | None, Field(max_length=63, pattern=LABEL_VALUE_PATTERN,
+                                         description="GPU product label value, e.g. NVIDIA-L4; "
+                                                     "selects nodes labelled nvidia.com/gpu.product.")]= None
+
+
+class Toleration(ApiModel):
+    key: Annotated[str | None, Field(max_length=253)] = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: Annotated[str | None, Field(max_length=63)] = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+Quantity = Annotated[str, Field(max_length=32, pattern=QUANTITY_PATTERN)]
+
+
+class Resources(ApiModel):
+    """Container resources; overrides the case study's defaults key by key."""
+
+    requests: Annotated[dict[str, Quantity] | None, Field(max_length=8)] = None
+    limits: Annotated[dict[str, Quantity] | None, Field(max_length=8)] = None
+
+
+class Placement(ApiModel):
+    accelerator: Annotated[Accelerator, Field(description="cpu, gpu, or auto (decided from the case "
+                                                          "study; the reason is written in an annotation).")] = Accelerator.CPU
+    gpu: GpuSpec | None = None
+    resources: Resources | None = None
+    node_selector: Annotated[dict[str, Annotated[str, Field(max_length=63)]] | None, Field(max_length=16)] = None
+    tolerations: Annotated[list[Toleration] | None, Field(max_length=16)] = None
+
+    rules: ClassVar = (
+        Rule(cel="!has(self.gpu) || self.accelerator != 'cpu'",
+             message="placement.gpu is only allowed with accelerator gpu or auto",
+             check=lambda m: m.gpu is None or m.accelerator != Accelerator.CPU,
+             field_path=".gpu"),
+    )
+
+
+class Autoscaling(ApiModel):
+    min_replicas: Annotated[int, Field(ge=0, le=1000, description="0 (scale to zero) needs KServe Serverless.")] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    metric: ScaleMetric = ScaleMetric.CONCURRENCY
+    target: Annotated[int, Field(ge=1, le=100000, description="Target per replica: in-flight requests, "
+                                                               "requests/s, or utilisation percent.")] = 8
+
+    rules: ClassVar = (
+        Rule(cel="self.maxReplicas >= self.minReplicas",
+             message="autoscaling.maxReplicas must be >= autoscaling.minReplicas",
+             check=lambda m: m.max_replicas >= m.min_replicas,
+             field_path=".maxReplicas"),
+        Rule(cel="!(self.metric in ['cpu', 'memory']) || self.target <= 100",
+             message="autoscaling.target is a utilisation percent (1-100) for metric cpu or memory",
+             check=lambda m: m.metric not in (ScaleMetric.CPU, ScaleMetric.MEMORY) or m.target <= 100,
+             field_path=".target"),
+    )
+
+
+class Batching(ApiModel):
+    max_batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    max_latency_ms: Annotated[int, Field(ge=0, le=10000, description="Longest wait to fill a batch.")] = 5
+
+
+class Analysis(ApiModel):
+    """Thresholds the canary must meet at every step, measured on live Prometheus metrics."""
+
+    min_requests: Annotated[int, Field(ge=0, le=10_000_000,
+                                       description="Canary requests needed before a verdict; fewer -> wait.")] = 100
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    max_latency_p99_ms: Annotated[float, Field(gt=0, le=600_000)] = 100.0
+    max_prediction_drift: Annotated[float, Field(ge=0, le=10,
+                                                 description="Population stability index of canary vs stable scores.")] = 0.2
+    failure_limit: Annotated[int, Field(ge=1, le=100, description="Failed analyses before rollback.")] = 2
+
+
+class Canary(ApiModel):
+    model: ModelRef
+    steps: Annotated[list[Annotated[int, Field(ge=1, le=100)]],
+                     Field(min_length=1, max_length=20,
+                           description="Percent of traffic at each step; promotion follows the last step.")] = [10, 25, 50]
+    interval: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN,
+                                   description="Time at each step before the analysis decides.")] = "60s"
+    analysis: Annotated[Analysis, Field(default_factory=Analysis, json_schema_extra={"default": {}})]
+
+    rules: ClassVar = (
+        Rule(cel="self.steps.isSorted() && self.steps.all(x, self.steps.exists_one(y, y == x))",
+             message="canary.steps must be strictly increasing",
+             check=lambda m: all(a < b for a, b in zip(m.steps, m.steps[1:])),
+             field_path=".steps"),
+        Rule(cel="duration(self.interval) >= duration('1s')",
+             message="canary.interval must be at least 1s",
+             check=lambda m: parse_duration(m.interval) >= 1.0,
+             field_path=".interval"),
+    )
+
+
+class Shadow(ApiModel):
+    model: ModelRef
+    percent: Annotated[int, Field(ge=1, le=100, description="Share of requests mirrored; responses discarded.")] = 100
+
+
+class GatewayRef(ApiModel):
+    """The Gateway API Gateway that Triton routes attach to."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    namespace: Annotated[str | None, Field(max_length=63)] = None
+    section_name: Annotated[str | None, Field(max_length=253)] = None
+
+
+class KServeOptions(ApiModel):
+    deployment_mode: KServeDeploymentMode = KServeDeploymentMode.STANDARD
+
+
+class ModelDeploymentSpec(ApiModel):
+    case_study: CaseStudy
+    runtime: Runtime = Runtime.KSERVE
+    model: Annotated[ModelRef, Field(description="The stable track.")]
+    placement: Annotated[Placement, Field(default_factory=Placement, json_schema_extra={"default": {}})]
+    autoscaling: Annotated[Autoscaling, Field(default_factory=Autoscaling, json_schema_extra={"default": {}})]
+    batching: Batching | None = None
+    canary: Annotated[Canary | None, Field(description="A second version under progressive delivery.")] = None
+    shadow: Annotated[Shadow | None, Field(description="Mirrored traffic; responses discarded.")] = None
+    kserve: Annotated[KServeOptions, Field(default_factory=KServeOptions, json_schema_extra={"default": {}})]
+    gateway: Annotated[GatewayRef | None, Field(description="Gateway for the Triton HTTPRoute; defaults "
+                                                            "to the operator's --gateway.")] = None
+
+    rules: ClassVar = (
+        Rule(cel="!has(self.canary) || self.canary.model.version != self.model.version",
+             message="canary.model.version must differ from model.version",
+             check=lambda s: s.canary is None or s.canary.model.version != s.model.version,
+             field_path=".canary.model.version"),
+        Rule(cel="!has(self.shadow) || self.shadow.model.version != self.model.version",
+             message="shadow.model.version must differ from model.version",
+             check=lambda s: s.shadow is None or s.shadow.model.version != s.model.version,
+             field_path=".shadow.model.version"),
+        Rule(cel="!has(self.shadow) || !has(self.canary) || self.shadow.model.version != self.canary.model.version",
+             message="shadow.model.version must differ from canary.model.version",
+             check=lambda s: s.shadow is None or s.canary is None
+             or s.shadow.model.version != s.canary.model.version,
+             field_path=".shadow.model.version"),
+        Rule(cel="!has(self.shadow) || self.runtime == 'triton'",
+             message="shadow needs runtime triton: KServe has no request mirroring "
+                     "(its logger sends CloudEvents, not inference requests)",
+             check=lambda s: s.shadow is None or s.runtime == Runtime.TRITON,
+             field_path=".shadow"),
+        Rule(cel="self.autoscaling.minReplicas >= 1 || "
+                 "(self.runtime == 'kserve' && self.kserve.deploymentMode == 'Serverless')",
+             message="autoscaling.minReplicas 0 (scale to zero) needs runtime kserve with "
+                     "deploymentMode Serverless; elsewhere it would silently become 1",
+             check=lambda s: s.autoscaling.min_replicas >= 1 or (
+                 s.runtime == Runtime.KSERVE and s.kserve.deployment_mode == KServeDeploymentMode.SERVERLESS),
+             field_path=".autoscaling.minReplicas"),
+    )
+
+
+class ConditionStatus(str, Enum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    type: Annotated[str, Field(max_length=64)]
+    status: ConditionStatus
+    reason: Annotated[str | None, Field(max_length=128)] = None
+    message: Annotated[str | None, Field(max_length=4096)] = None
+    observed_generation: int | None = None
+    last_transition_time: Annotated[str | None, Field(max_length=64)] = None
+
+
+class Phase(str, Enum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class TrackStatus(ApiModel):
+    version: Annotated[str | None, Field(max_length=32)] = None
+    precision: Precision | None = None
+    ready_replicas: int | None = None
+    traffic_percent: Annotated[int | None, Field(ge=0, le=100)] = None
+
+
+class AnalysisResult(ApiModel):
+    at: Annotated[str | None, Field(max_length=64)] = None
+    passed: bool | None = None
+    requests: float | None = None
+    error_rate: float | None = None
+    latency_p99_ms: float | None = None
+    prediction_drift: float | None = None
+    reason: Annotated[str | None, Field(max_length=1024)] = None
+
+
+class CanaryStatus(ApiModel):
+    version: Annotated[str | None, Field(max_length=32)] = None
+    precision: Precision | None = None
+    ready_replicas: int | None = None
+    traffic_percent: Annotated[int, Field(ge=0, le=100)] = 0
+    step: Annotated[int, Field(ge=0, le=20)] = 0
+    step_started_at: Annotated[str | None, Field(max_length=64)] = None
+    failed_analyses: Annotated[int, Field(ge=0)] = 0
+    last_analysis: AnalysisResult | None = None
+
+
+class ShadowStatus(ApiModel):
+    version: Annotated[str | None, Field(max_length=32)] = None
+    ready_replicas: int | None = None
+    percent: int | None = None
+    score_correlation: float | None = None
+    decision_agreement: float | None = None
+
+
+class Outcome(str, Enum):
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+
+
+class HistoryEntry(ApiModel):
+    version: Annotated[str, Field(max_length=32)]
+    outcome: Outcome
+    at: Annotated[str | None, Field(max_length=64)] = None
+    reason: Annotated[str | None, Field(max_length=1024)] = None
+
+
+class ModelDeploymentStatus(ApiModel):
+    phase: Phase | None = None
+    observed_generation: int | None = None
+    url: Annotated[str | None, Field(max_length=512)] = None
+    replicas: int | None = None
+    selector: Annotated[str | None, Field(max_length=1024)] = None
+    conditions: Annotated[list[Condition] | None, Field(max_length=16)] = None
+    stable: TrackStatus | None = None
+    canary: CanaryStatus | None = None
+    shadow: ShadowStatus | None = None
+    history: Annotated[list[HistoryEntry] | None, Field(max_length=50)] = None
+
+
+class ObjectMeta(ApiModel):
+    """The part of metadata the builders read; everything else passes through untouched."""
+
+    model_config = ApiModel.model_config | {"extra": "allow"}
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class ModelDeployment(ApiModel):
+    api_version: Literal["mlsd.io/v1alpha1"] = API_VERSION
+    kind: Literal["ModelDeployment"] = KIND
+    metadata: ObjectMeta
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus | None = None
+
+    @classmethod
+    def from_manifest(cls, obj: dict[str, Any]) -> "ModelDeployment":
+        return cls.model_validate(obj)

@@ -1,0 +1,34 @@
+"""Pure builders: a ModelDeployment (+ operator config + traffic state) -> the child objects."""
+
+from typing import Any
+
+from mlsd_operator.api import ModelDeployment, Runtime
+
+from ._common import (
+    ANNOTATION_PLACEMENT, LABEL_CASE_STUDY, LABEL_DEPLOYMENT, LABEL_TRACK, LABEL_VERSION,
+    TRACK_CANARY, TRACK_SHADOW, TRACK_STABLE, Decision, UnsupportedSpec, decide_accelerator, dns_name,
+    labels, version_name,
+)
+from ._config import RenderConfig
+from ._kserve import build_inference_service, build_kserve, build_serving_runtime
+from ._rollout import TrafficState
+from ._triton import build_deployment, build_hpa, build_route, build_triton, tracks
+
+
+def build_children(mdep: ModelDeployment, config: RenderConfig | None = None,
+                   traffic: TrafficState | None = None) -> list[dict[str, Any]]:
+    """Every object the operator wants to exist for `mdep`, in apply order."""
+    config = config or RenderConfig()
+    traffic = traffic if traffic is not None else TrafficState.from_status(mdep)
+    if mdep.spec.runtime == Runtime.KSERVE:
+        return build_kserve(mdep, config, traffic)
+    return build_triton(mdep, config, traffic)
+
+
+__all__ = [
+    "ANNOTATION_PLACEMENT", "LABEL_CASE_STUDY", "LABEL_DEPLOYMENT", "LABEL_TRACK", "LABEL_VERSION",
+    "TRACK_CANARY", "TRACK_SHADOW", "TRACK_STABLE", "Decision", "RenderConfig", "TrafficState",
+    "UnsupportedSpec", "build_children", "build_deployment", "build_hpa", "build_inference_service",
+    "build_kserve", "build_route", "build_serving_runtime", "build_triton", "decide_accelerator",
+    "dns_name", "labels", "tracks", "version_name",
+]

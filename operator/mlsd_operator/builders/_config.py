@@ -1,0 +1,26 @@
+"""Settings the builders take from the operator's configuration rather than from the spec."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from mlsd_operator.api import GatewayRef, Toleration
+
+DEFAULT_PREDICTOR_IMAGE = "ghcr.io/mlsd-serving/predictor:0.1.0"
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
+
+
+class RenderConfig(BaseModel):
+    """Operator-wide defaults (chart values / operator flags), not per-ModelDeployment choices."""
+
+    model_config = ConfigDict(frozen=True)
+
+    predictor_image: str = DEFAULT_PREDICTOR_IMAGE
+    triton_image: str = DEFAULT_TRITON_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    gateway: GatewayRef | None = None
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    gpu_tolerations: tuple[Toleration, ...] = (
+        Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),
+    )
+    cluster_domain: str = "cluster.local"

@@ -1,0 +1,171 @@
+"""KServe children: a ServingRuntime for the case study's predictor and one InferenceService.
+
+Canary support differs by KServe deployment mode (docs/kserve-modes.md):
+- Standard (KServe >= 0.20): the canary is an explicit `spec.canary[]` entry with its own
+  predictor and `trafficPercent`; the stable predictor stays as it is.
+- Serverless (Knative): `predictor.canaryTrafficPercent` splits between the latest revision
+  (the canary model) and the last revision rolled out at 100% (the stable model).
+Raw mode's old `canaryTrafficPercent` is never used: it was silently ignored there (kserve #5335).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlsd_operator.api import (
+    Batching, KServeDeploymentMode, ModelDeployment, ModelRef, Runtime, ScaleMetric,
+)
+
+from . import _common as c
+from ._config import RenderConfig
+from ._rollout import TrafficState
+
+KSERVE_API = "serving.kserve.io/v1beta1"
+KSERVE_RUNTIME_API = "serving.kserve.io/v1alpha1"
+HTTP_PORT = 8080
+GRPC_PORT = 8081
+
+
+def model_format(mdep: ModelDeployment) -> str:
+    return f"mlsd-{mdep.spec.case_study.value}"
+
+
+def runtime_name(mdep: ModelDeployment) -> str:
+    return c.dns_name(mdep.metadata.name, "runtime")
+
+
+def build_serving_runtime(mdep: ModelDeployment, config: RenderConfig) -> dict[str, Any]:
+    case = mdep.spec.case_study.value
+    return {
+        "apiVersion": KSERVE_RUNTIME_API,
+        "kind": "ServingRuntime",
+        "metadata": c.metadata(mdep, runtime_name(mdep), c.labels(mdep, component="serving-runtime")),
+        "spec": {
+            "supportedModelFormats": [{"name": model_format(mdep), "version": "1", "autoSelect": True}],
+            "protocolVersions": ["v2", "v1"],
+            "multiModel": False,
+            "annotations": {"prometheus.kserve.io/port": str(HTTP_PORT), "prometheus.kserve.io/path": "/metrics"},
+            "containers": [{
+                "name": "kserve-container",
+                "image": config.predictor_image,
+                "imagePullPolicy": config.image_pull_policy,
+                "command": ["python", "-m", "mlsd_predictors.servers.kserve"],
+                "args": [
+                    f"--case_study={case}",
+                    "--model_name={{.Name}}",
+                    "--model_dir=/mnt/models",
+                    f"--http_port={HTTP_PORT}",
+                    f"--grpc_port={GRPC_PORT}",
+                ],
+                "ports": [{"containerPort": HTTP_PORT, "name": "http1", "protocol": "TCP"}],
+                "securityContext": c.RESTRICTED_CONTAINER_SECURITY,
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+        },
+    }
+
+
+def _model_spec(mdep: ModelDeployment, model: ModelRef, pod: c.PodPlacement) -> dict[str, Any]:
+    return {
+        "modelFormat": {"name": model_format(mdep)},
+        "runtime": runtime_name(mdep),
+        "protocolVersion": "v2",
+        "storageUri": c.variant_uri(model, "kserve"),
+        "resources": pod.resources,
+    }
+
+
+def _placement_fields(pod: c.PodPlacement) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if pod.node_selector:
+        fields["nodeSelector"] = pod.node_selector
+    if pod.tolerations:
+        fields["tolerations"] = pod.tolerations
+    return fields
+
+
+def _batcher(batching: Batching | None) -> dict[str, Any]:
+    if batching is None:
+        return {}
+    return {"batcher": {"maxBatchSize": batching.max_batch_size, "maxLatency": batching.max_latency_ms}}
+
+
+def _inflight_query(mdep: ModelDeployment, metric: ScaleMetric) -> str:
+    selector = f'namespace="{mdep.metadata.namespace}",model_deployment="{mdep.metadata.name}"'
+    if metric == ScaleMetric.CONCURRENCY:
+        return f"sum(mlsd_inflight_requests{{{selector}}})"
+    return f"sum(rate(mlsd_requests_total{{{selector}}}[1m]))"
+
+
+def _scaling(mdep: ModelDeployment, config: RenderConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """Predictor scaling fields and the ISVC annotations that select the autoscaler."""
+    scaling = mdep.spec.autoscaling
+    fields: dict[str, Any] = {"minReplicas": scaling.min_replicas, "maxReplicas": scaling.max_replicas}
+    mode = mdep.spec.kserve.deployment_mode
+    if mode == KServeDeploymentMode.SERVERLESS or scaling.metric in (ScaleMetric.CPU, ScaleMetric.MEMORY):
+        fields |= {"scaleMetric": scaling.metric.value, "scaleTarget": scaling.target}
+        annotations = {} if mode == KServeDeploymentMode.SERVERLESS else {"serving.kserve.io/autoscalerClass": "hpa"}
+        return fields, annotations
+    # Standard mode's HPA only knows cpu and memory: concurrency and rps go through KEDA on Prometheus.
+    fields["autoScaling"] = {"metrics": [{
+        "type": "External",
+        "external": {
+            "metric": {"backend": "prometheus", "serverAddress": config.prometheus_url,
+                       "query": _inflight_query(mdep, scaling.metric)},
+            "target": {"type": "AverageValue", "averageValue": str(scaling.target)},
+        },
+    }]}
+    return fields, {"serving.kserve.io/autoscalerClass": "keda"}
+
+
+def canary_predictor_name(mdep: ModelDeployment, version: str) -> str:
+    return c.dns_name("v" + version, max_length=40)
+
+
+def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState) -> dict[str, Any]:
+    spec = mdep.spec
+    c.check_pullable(spec.model, Runtime.KSERVE)
+    pod = c.placement(mdep, config)
+    scaling, annotations = _scaling(mdep, config)
+    mode = spec.kserve.deployment_mode
+    annotations = {"serving.kserve.io/deploymentMode": mode.value, c.ANNOTATION_PLACEMENT: pod.reason} | annotations
+
+    predictor: dict[str, Any] = {
+        "model": _model_spec(mdep, spec.model, pod),
+        **scaling,
+        **_placement_fields(pod),
+        **_batcher(spec.batching),
+    }
+    isvc_spec: dict[str, Any] = {"predictor": predictor}
+    canary_version = None
+    if spec.canary is not None and traffic.canary_percent is not None:
+        c.check_pullable(spec.canary.model, Runtime.KSERVE)
+        canary_version = spec.canary.model.version
+        if mode == KServeDeploymentMode.STANDARD:
+            isvc_spec["canary"] = [{
+                "trafficPercent": traffic.canary_percent,
+                "predictor": {
+                    "name": canary_predictor_name(mdep, canary_version),
+                    "model": _model_spec(mdep, spec.canary.model, pod),
+                    **_placement_fields(pod),
+                    **_batcher(spec.batching),
+                },
+            }]
+        else:
+            predictor["model"] = _model_spec(mdep, spec.canary.model, pod)
+            predictor["canaryTrafficPercent"] = traffic.canary_percent
+
+    object_labels = c.labels(mdep, component="predictor", version=spec.model.version, track=c.TRACK_STABLE)
+    if canary_version is not None:
+        annotations["mlsd.io/canary-version"] = canary_version
+    return {
+        "apiVersion": KSERVE_API,
+        "kind": "InferenceService",
+        "metadata": c.metadata(mdep, mdep.metadata.name, object_labels, annotations),
+        "spec": isvc_spec,
+    }
+
+
+def build_kserve(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState) -> list[dict[str, Any]]:
+    return [build_serving_runtime(mdep, config), build_inference_service(mdep, config, traffic)]
