@@ -13,7 +13,12 @@ from mlsd_operator import _yaml
 from mlsd_operator.api import GatewayRef, ModelDeployment, crd, validate_manifest
 from mlsd_operator.builders import RenderConfig, TrafficState, UnsupportedSpec, build_children
 
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)
+
+
+def _say(text: str, style: str) -> None:
+    """One line per message, never wrapped or parsed as markup: scripts grep these."""
+    _err.print(text, style=style, markup=False, highlight=False)
 
 
 def _documents(files: list[Path]) -> list[tuple[str, int, Any]]:
@@ -22,7 +27,7 @@ def _documents(files: list[Path]) -> list[tuple[str, int, Any]]:
         try:
             loaded = _yaml.load_all(path)
         except (OSError, ValueError) as exc:     # yaml.YAMLError is a ValueError subclass
-            _err.print(f"[red]{path}: cannot read: {exc}[/red]")
+            _say(f"{path}: cannot read: {exc}", "red")
             raise typer.Exit(1) from exc
         docs += [(str(path), index, doc) for index, doc in enumerate(loaded)]
     return docs
@@ -62,15 +67,14 @@ def validate_command(
         if problems:
             failed = True
             for problem in problems:
-                _err.print(f"[red]{label}: {problem}[/red]", highlight=False)
+                _say(f"{label}: {problem}", "red")
             continue
         try:
             build_children(mdep)
         except UnsupportedSpec as exc:
-            _err.print(f"[yellow]{label}: valid, but the operator would report Failed: {exc}[/yellow]",
-                       highlight=False)
+            _say(f"{label}: valid, but the operator would report Failed: {exc}", "yellow")
             continue
-        _err.print(f"[green]{label}: valid[/green]", highlight=False)
+        _say(f"{label}: valid", "green")
     if failed:
         raise typer.Exit(1)
 
@@ -95,7 +99,7 @@ def render_command(
         if problems:
             failed = True
             for problem in problems:
-                _err.print(f"[red]{label}: {problem}[/red]", highlight=False)
+                _say(f"{label}: {problem}", "red")
             continue
         traffic = None
         if canary_percent is not None and mdep.spec.canary is not None:
@@ -104,7 +108,7 @@ def render_command(
             out += build_children(mdep, config, traffic)
         except UnsupportedSpec as exc:
             failed = True
-            _err.print(f"[red]{label}: {exc}[/red]", highlight=False)
+            _say(f"{label}: {exc}", "red")
     if out:
         sys.stdout.write(_yaml.dump_all(out))
     if failed:

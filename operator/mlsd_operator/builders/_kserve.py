@@ -147,7 +147,8 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
                 "trafficPercent": traffic.canary_percent,
                 "predictor": {
                     "name": canary_predictor_name(mdep, canary_version),
-                    "model": _model_spec(mdep, spec.canary.model, pod),
+                    # The v0.20 CRD requires the canary model's container name (the stable one defaults).
+                    "model": {"name": "kserve-container", **_model_spec(mdep, spec.canary.model, pod)},
                     **_placement_fields(pod),
                     **_batcher(spec.batching),
                 },

@@ -1,0 +1,3 @@
+from mlsd_operator.cli import main
+
+main()
