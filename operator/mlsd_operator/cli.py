@@ -14,10 +14,12 @@ app = typer.Typer(
 
 def _register_all() -> None:
     from mlsd_operator import _cli_api
+    from mlsd_operator.controller import cli as controller_cli
     from mlsd_operator.controlplane import cli as controlplane_cli
     from mlsd_predictors import cli as predictors_cli
 
     _cli_api.register(app)
+    controller_cli.register(app)
     controlplane_cli.register(app)
     predictors_cli.register(app)
 

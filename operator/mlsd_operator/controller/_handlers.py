@@ -1,0 +1,115 @@
+"""kopf handlers: thin wrappers that sequence a reconcile and sort its failures.
+
+Importing this module registers the handlers, so `kopf run -m mlsd_operator.controller` works."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import start_http_server
+
+from mlsd_operator.api import GROUP, PLURAL, VERSION
+from mlsd_operator.builders import LABEL_DEPLOYMENT
+
+from . import _status as st
+from ._kube import FIELD_MANAGER, Kube
+from ._metrics import RECONCILE_SECONDS, RECONCILES
+from ._reconcile import PermanentFailure, WaitingForDependency, record_failure, reconcile
+from ._settings import OperatorSettings
+
+MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+RESYNC_SECONDS = float(os.environ.get("MLSD_RESYNC_SECONDS", "300"))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    # Progress and the last-handled spec live in annotations, leaving status to the operator's own fields.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    memo.settings = OperatorSettings.from_env()
+    memo.kube = Kube()
+    if memo.settings.metrics_port:
+        start_http_server(memo.settings.metrics_port)
+        logger.info("metrics on :%d/metrics", memo.settings.metrics_port)
+
+
+def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, *, apply: bool = True) -> None:
+    started = time.perf_counter()
+    obj = dict(body)
+    previous_phase = (obj.get("status") or {}).get("phase")
+    try:
+        outcome = reconcile(memo.kube, obj, memo.settings, apply=apply)
+    except PermanentFailure as failure:
+        RECONCILES.labels(trigger, "failed").inc()
+        if record_failure(memo.kube, obj, failure.reason, str(failure)):
+            kopf.warn(body, reason=failure.reason, message=str(failure))
+        raise kopf.PermanentError(str(failure)) from None
+    except WaitingForDependency as waiting:
+        RECONCILES.labels(trigger, "waiting").inc()
+        if record_failure(memo.kube, obj, st.Reason.DEPENDENCY_MISSING, str(waiting)):
+            kopf.warn(body, reason=st.Reason.DEPENDENCY_MISSING, message=str(waiting))
+        raise kopf.TemporaryError(str(waiting), delay=memo.settings.dependency_retry_seconds) from None
+    except ApiException as error:
+        RECONCILES.labels(trigger, "error").inc()
+        if error.status == 409:
+            raise kopf.TemporaryError(f"conflict, retrying: {error.reason}", delay=1) from None
+        raise
+    finally:
+        RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+    RECONCILES.labels(trigger, "ok").inc()
+    for action, key in outcome.changes:
+        kopf.info(body, reason=action.capitalize(), message=f"{action} {key.kind} {key.name}")
+    phase = outcome.status.get("phase")
+    if phase != previous_phase:
+        kopf.info(body, reason="PhaseChanged", message=f"{previous_phase or 'None'} -> {phase}")
+    logger.debug("reconciled: %d change(s), status written: %s", len(outcome.changes), outcome.status_written)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def on_model_deployment(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, reason: str, **_: Any) -> None:
+    _run(str(reason), body, memo, logger)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=RESYNC_SECONDS)
+def resync(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """Repairs drift: a child edited or deleted by hand is put back."""
+    try:
+        _run("resync", body, memo, logger)
+    except kopf.PermanentError:
+        pass
+
+
+def _owner_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> None:
+    name = (body.get("metadata", {}).get("labels") or {}).get(LABEL_DEPLOYMENT)
+    namespace = body.get("metadata", {}).get("namespace")
+    if not name or not hasattr(memo, "kube"):
+        return
+    owner = memo.kube.get_model_deployment(namespace, name)
+    if owner is None or (owner.get("metadata") or {}).get("deletionTimestamp"):
+        return
+    try:
+        _run("child", kopf.Body(owner), memo, logger, apply=False)
+    except (kopf.PermanentError, kopf.TemporaryError):
+        pass     # the owner's own handler reports and retries these
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+def on_deployment_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    _owner_changed(body, memo, logger)
+
+
+@kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels=MANAGED)
+def on_inference_service_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    _owner_changed(body, memo, logger)

@@ -1,0 +1,172 @@
+"""The operator's side of the API server: server-side apply, ownership checks, pruning, discovery."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config as kube_config, dynamic
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from mlsd_operator.api import API_VERSION, KIND, PLURAL, GROUP, VERSION
+from mlsd_operator.builders import LABEL_DEPLOYMENT
+
+FIELD_MANAGER = "mlsd-operator"
+MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=mlsd-operator"
+
+# Every kind the operator may create; pruning looks at all of them, so a runtime switch cleans up.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"),
+    ("serving.kserve.io/v1beta1", "InferenceService"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+)
+
+# What a user installs when a kind is missing: the condition message says it.
+INSTALL_HINTS = {
+    "serving.kserve.io": "KServe v0.20+ (its CRDs inferenceservices/servingruntimes.serving.kserve.io)",
+    "gateway.networking.k8s.io": "the Gateway API CRDs v1.1+ (httproutes.gateway.networking.k8s.io)",
+}
+
+log = logging.getLogger("mlsd.operator")
+
+
+class OwnershipConflict(RuntimeError):
+    """An object with a child's name exists and belongs to someone else: the operator won't touch it."""
+
+
+class MissingApi(RuntimeError):
+    def __init__(self, api_version: str, kind: str):
+        group = api_version.rpartition("/")[0]
+        hint = INSTALL_HINTS.get(group, f"the API {api_version}")
+        super().__init__(f"{kind} ({api_version}) is not served by this cluster: install {hint}")
+        self.api_version, self.kind = api_version, kind
+
+
+def new_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+    try:
+        kube_config.load_incluster_config()
+        return client.ApiClient()
+    except kube_config.ConfigException:
+        return kube_config.new_client_from_config()
+
+
+@dataclass(frozen=True)
+class ObjectKey:
+    api_version: str
+    kind: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> "ObjectKey":
+        return cls(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
+def controller_uid(obj: dict[str, Any]) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref.get("uid")
+    return None
+
+
+class Kube:
+    """A thin, typed wrapper over the dynamic client; every call the operator makes goes through it."""
+
+    def __init__(self, api: client.ApiClient | None = None):
+        self.api = api or new_api_client()
+        self.dynamic = dynamic.DynamicClient(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    def resource(self, api_version: str, kind: str):
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            # The discovery cache may predate a CRD install: look once more before giving up.
+            self.dynamic.resources.invalidate_cache()
+            try:
+                return self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                raise MissingApi(api_version, kind) from None
+
+    def served(self, api_version: str, kind: str) -> bool:
+        try:
+            self.resource(api_version, kind)
+            return True
+        except MissingApi:
+            return False
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+
+    def apply(self, obj: dict[str, Any], owner_uid: str) -> str:
+        """Server-side apply, after checking that an existing object is ours (or ours to adopt).
+
+        Returns "created", "updated" or "unchanged" (an apply that changes nothing writes nothing)."""
+        meta = obj["metadata"]
+        existing = self.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        if existing is not None:
+            owner = controller_uid(existing)
+            labels = existing["metadata"].get("labels") or {}
+            ours = owner == owner_uid
+            orphan_of_ours = owner is None and labels.get(LABEL_DEPLOYMENT) == obj["metadata"]["labels"][LABEL_DEPLOYMENT] \
+                and labels.get("app.kubernetes.io/managed-by") == FIELD_MANAGER
+            if not (ours or orphan_of_ours):
+                whose = f"controlled by uid {owner}" if owner else "not created by mlsd-operator"
+                raise OwnershipConflict(
+                    f"{obj['kind']} {meta['namespace']}/{meta['name']} already exists and is {whose}; "
+                    "rename the ModelDeployment or delete that object")
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        applied = resource.server_side_apply(body=obj, name=meta["name"], namespace=meta["namespace"],
+                                             field_manager=FIELD_MANAGER, force_conflicts=True)
+        if existing is None:
+            return "created"
+        return "unchanged" if applied.metadata.resourceVersion == existing["metadata"]["resourceVersion"] else "updated"
+
+    def owned(self, namespace: str, deployment_name: str, owner_uid: str) -> list[dict[str, Any]]:
+        """Every child of one ModelDeployment, across all child kinds this cluster serves."""
+        selector = f"{MANAGED_BY_SELECTOR},{LABEL_DEPLOYMENT}={deployment_name}"
+        found = []
+        for api_version, kind in CHILD_KINDS:
+            if not self.served(api_version, kind):
+                continue
+            items = self.resource(api_version, kind).get(namespace=namespace, label_selector=selector).to_dict()
+            for item in items.get("items") or []:
+                if controller_uid(item) == owner_uid:
+                    item.setdefault("apiVersion", api_version)
+                    item.setdefault("kind", kind)
+                    found.append(item)
+        return found
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        try:
+            self.resource(obj["apiVersion"], obj["kind"]).delete(
+                name=meta["name"], namespace=meta["namespace"],
+                body={"propagationPolicy": "Background",
+                      "preconditions": {"uid": meta["uid"]}} if meta.get("uid") else None)
+        except NotFoundError:
+            pass
+
+    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": patch},
+            _content_type="application/merge-patch+json")
+
+
+__all__ = ["API_VERSION", "KIND", "Kube", "MissingApi", "ObjectKey", "OwnershipConflict", "log"]

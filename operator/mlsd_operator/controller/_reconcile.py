@@ -1,0 +1,143 @@
+"""One reconcile pass: build -> check ownership -> apply -> prune -> observe -> status.
+
+Pure decisions live in the builders and `_status`; this module only sequences the API calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from mlsd_operator.api import ModelDeployment, Runtime
+from mlsd_operator.builders import TrafficState, UnsupportedSpec, build_children
+from mlsd_operator.builders._kserve import KSERVE_API
+
+from . import _status as st
+from ._kube import Kube, MissingApi, ObjectKey, OwnershipConflict
+from ._metrics import CHILD_WRITES, STATUS_WRITES
+from ._settings import OperatorSettings
+
+
+class PermanentFailure(Exception):
+    """The spec cannot be run as written; retrying without a spec change is pointless."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class WaitingForDependency(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
+@dataclass
+class Outcome:
+    changes: list[tuple[str, ObjectKey]]      # ("created" | "updated" | "deleted", object)
+    status: dict[str, Any]
+    status_written: bool
+
+
+def parse(body: dict[str, Any]) -> ModelDeployment:
+    try:
+        return ModelDeployment.model_validate({k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")
+                                               if body.get(k) is not None})
+    except ValidationError as error:
+        raise PermanentFailure(st.Reason.INVALID_SPEC, f"spec does not validate: {error}") from None
+
+
+def _observe(kube: Kube, mdep: ModelDeployment, traffic: TrafficState) -> st.Observation:
+    namespace = mdep.metadata.namespace
+    versions = st.track_names(mdep, traffic)
+    if mdep.spec.runtime == Runtime.KSERVE:
+        isvc = kube.get(KSERVE_API, "InferenceService", namespace, mdep.metadata.name)
+        url = ((isvc or {}).get("status") or {}).get("url")
+        return st.Observation(st.observe_inference_service(versions, isvc), url)
+    tracks = {v: st.observe_deployment(v, kube.get("apps/v1", "Deployment", namespace, st.version_name(mdep, v)))
+              for v in versions}
+    return st.Observation(tracks)
+
+
+def _start_canary(mdep: ModelDeployment, traffic: TrafficState, observed: st.Observation,
+                  current: dict[str, Any]) -> TrafficState:
+    """A dark canary gets its first step once it is available; a started one follows edited steps."""
+    canary = mdep.spec.canary
+    if canary is None or traffic.canary_percent is None:
+        return traffic
+    track = observed.tracks.get(canary.model.version)
+    previous = current.get("canary") or {}
+    started = previous.get("version") == canary.model.version and previous.get("stepStartedAt")
+    if not started:
+        return TrafficState(canary.steps[0]) if track and track.available else traffic
+    step = min(int(previous.get("step", 0)), len(canary.steps) - 1)
+    return TrafficState(canary.steps[step])
+
+
+def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, apply: bool = True) -> Outcome:
+    mdep = parse(body)
+    current = dict(body.get("status") or {})
+    uid = mdep.metadata.uid
+    traffic = TrafficState.from_status(mdep)
+    config = settings.render_config()
+    changes: list[tuple[str, ObjectKey]] = []
+
+    def converge(traffic: TrafficState) -> None:
+        try:
+            desired = build_children(mdep, config, traffic)
+        except UnsupportedSpec as error:
+            raise PermanentFailure(st.Reason.INVALID_SPEC, str(error)) from None
+        for child in desired:
+            if not kube.served(child["apiVersion"], child["kind"]):
+                raise WaitingForDependency(str(MissingApi(child["apiVersion"], child["kind"])))
+        for child in desired:
+            try:
+                action = kube.apply(child, uid)
+            except OwnershipConflict as error:
+                raise PermanentFailure(st.Reason.OWNERSHIP_CONFLICT, str(error)) from None
+            CHILD_WRITES.labels(child["kind"], action).inc()
+            if action != "unchanged":
+                changes.append((action, ObjectKey.of(child)))
+        wanted = {ObjectKey.of(c) for c in desired}
+        for existing in kube.owned(mdep.metadata.namespace, mdep.metadata.name, uid):
+            key = ObjectKey.of(existing)
+            if key not in wanted:
+                kube.delete(existing)
+                changes.append(("deleted", key))
+                CHILD_WRITES.labels(existing["kind"], "delete").inc()
+
+    if apply:
+        converge(traffic)
+    observed = _observe(kube, mdep, traffic)
+    started = _start_canary(mdep, traffic, observed, current)
+    if started != traffic:
+        converge(started)
+        observed = _observe(kube, mdep, started)
+    desired_status = st.desired_status(mdep, observed, started, current)
+    if started != traffic and desired_status.get("canary"):
+        desired_status["canary"]["stepStartedAt"] = st.now()
+    patch = st.status_patch(current, desired_status)
+    if patch:
+        kube.patch_status(mdep.metadata.namespace, mdep.metadata.name, patch)
+        STATUS_WRITES.inc()
+    return Outcome(changes, desired_status, bool(patch))
+
+
+def record_failure(kube: Kube, body: dict[str, Any], reason: str, message: str) -> bool:
+    """Writes a Failed/Pending status for a spec that cannot run (now or at all); True if it changed."""
+    meta = body["metadata"]
+    try:
+        mdep = parse(body)
+    except PermanentFailure:
+        mdep = None
+    current = dict(body.get("status") or {})
+    if mdep is None:
+        desired = {**current, "phase": "Failed", "observedGeneration": meta.get("generation"),
+                   "conditions": st.set_condition([], st.READY, False, reason, message, meta.get("generation"))}
+    else:
+        desired = st.failed_status(mdep, current, reason, message)
+    patch = st.status_patch(current, desired)
+    if patch:
+        kube.patch_status(meta["namespace"], meta["name"], patch)
+        STATUS_WRITES.inc()
+    return bool(patch)

@@ -1,0 +1,48 @@
+"""Operator-wide settings: flags of `mlsd operator`, or MLSD_* environment variables (the chart's values)."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, ConfigDict
+
+from mlsd_operator.builders import RenderConfig
+from mlsd_operator.builders._config import DEFAULT_PREDICTOR_IMAGE, DEFAULT_TRITON_IMAGE
+from mlsd_operator.api import GatewayRef
+
+
+class OperatorSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    namespaces: tuple[str, ...] = ()          # empty: every namespace
+    predictor_image: str = DEFAULT_PREDICTOR_IMAGE
+    triton_image: str = DEFAULT_TRITON_IMAGE
+    gateway: str | None = None                # NAMESPACE/NAME of the default Gateway
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    metrics_port: int = 9090
+    health_port: int = 8080
+    dependency_retry_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> "OperatorSettings":
+        env = os.environ
+        values: dict[str, object] = {}
+        if env.get("MLSD_NAMESPACES"):
+            values["namespaces"] = tuple(n.strip() for n in env["MLSD_NAMESPACES"].split(",") if n.strip())
+        for key in ("predictor_image", "triton_image", "gateway", "prometheus_url"):
+            if env.get(f"MLSD_{key.upper()}"):
+                values[key] = env[f"MLSD_{key.upper()}"]
+        for key in ("metrics_port", "health_port"):
+            if env.get(f"MLSD_{key.upper()}"):
+                values[key] = int(env[f"MLSD_{key.upper()}"])
+        if env.get("MLSD_DEPENDENCY_RETRY_SECONDS"):
+            values["dependency_retry_seconds"] = float(env["MLSD_DEPENDENCY_RETRY_SECONDS"])
+        return cls(**values)
+
+    def render_config(self) -> RenderConfig:
+        gateway = None
+        if self.gateway:
+            namespace, _, name = self.gateway.rpartition("/")
+            gateway = GatewayRef(name=name, namespace=namespace or None)
+        return RenderConfig(predictor_image=self.predictor_image, triton_image=self.triton_image,
+                            gateway=gateway, prometheus_url=self.prometheus_url)

@@ -1,0 +1,235 @@
+"""Status from what the cluster shows: pure functions, unit-tested without a cluster.
+
+Conditions follow the Kubernetes convention: typed, with reasons, `observedGeneration`, and a
+`lastTransitionTime` that moves only when the condition's status flips."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlsd_operator.api import ModelDeployment, Phase, Runtime
+from mlsd_operator.builders import LABEL_DEPLOYMENT, LABEL_VERSION, TrafficState, version_name
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+
+
+class Reason:
+    """Reason constants: CamelCase, stable, documented in docs/operator.md."""
+
+    AVAILABLE = "Available"
+    ROLLING_OUT = "RollingOut"
+    WAITING_FOR_PODS = "WaitingForPods"
+    WAITING_FOR_KSERVE = "WaitingForKServe"
+    CANARY_DEPLOYING = "CanaryDeploying"
+    CANARY_ACTIVE = "CanaryActive"
+    STABLE = "Stable"
+    INVALID_SPEC = "InvalidSpec"
+    DEPENDENCY_MISSING = "DependencyMissing"
+    OWNERSHIP_CONFLICT = "OwnershipConflict"
+    DEPLOYMENT_FAILED = "DeploymentFailed"
+    AS_EXPECTED = "AsExpected"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class TrackObservation:
+    version: str
+    exists: bool = False
+    ready_replicas: int = 0
+    available: bool = False
+    failure: str | None = None        # why it cannot progress (ProgressDeadlineExceeded, ...)
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the operator saw of its children in one pass."""
+
+    tracks: dict[str, TrackObservation] = field(default_factory=dict)   # by version
+    url: str | None = None
+
+
+def observe_deployment(version: str, deployment: dict[str, Any] | None) -> TrackObservation:
+    if deployment is None:
+        return TrackObservation(version)
+    status = deployment.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    available = conditions.get("Available", {}).get("status") == "True"
+    progressing = conditions.get("Progressing", {})
+    failure = None
+    if progressing.get("status") == "False":
+        failure = f"{progressing.get('reason')}: {progressing.get('message')}"
+    elif conditions.get("ReplicaFailure", {}).get("status") == "True":
+        failure = conditions["ReplicaFailure"].get("message")
+    return TrackObservation(version, True, int(status.get("readyReplicas") or 0), available, failure)
+
+
+def observe_inference_service(versions: list[str], isvc: dict[str, Any] | None) -> dict[str, TrackObservation]:
+    """KServe reports one object; its Ready condition covers the stable predictor, canaryStatuses the rest."""
+    if isvc is None:
+        return {v: TrackObservation(v) for v in versions}
+    status = isvc.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conditions.get("Ready", {})
+    is_ready = ready.get("status") == "True"
+    message = ready.get("message") or ("no status from KServe yet: is the KServe controller running?"
+                                       if not status else None)
+    out = {versions[0]: TrackObservation(versions[0], True, 1 if is_ready else 0, is_ready, None, message)}
+    canaries = status.get("canaryStatuses") or []
+    for version in versions[1:]:
+        canary_ready = any(c.get("ready") for c in canaries) or (
+            conditions.get("PredictorReady", {}).get("status") == "True" and bool(status.get("components")))
+        out[version] = TrackObservation(version, True, 1 if canary_ready else 0, canary_ready)
+    return out
+
+
+def set_condition(conditions: list[dict[str, Any]], type_: str, status: bool, reason: str, message: str,
+                  generation: int | None) -> list[dict[str, Any]]:
+    """Upsert one condition; keeps lastTransitionTime unless the status flips."""
+    value = "True" if status else "False"
+    old = next((c for c in conditions if c.get("type") == type_), None)
+    changed = old is None or old.get("status") != value
+    entry = {
+        "type": type_, "status": value, "reason": reason, "message": message[:4000],
+        "observedGeneration": generation,
+        "lastTransitionTime": now() if changed else old.get("lastTransitionTime", now()),
+    }
+    return [c for c in conditions if c.get("type") != type_] + [entry]
+
+
+def default_url(mdep: ModelDeployment, domain: str = "cluster.local") -> str:
+    return f"http://{mdep.metadata.name}.{mdep.metadata.namespace}.svc.{domain}"
+
+
+def desired_status(mdep: ModelDeployment, observed: Observation, traffic: TrafficState,
+                   current: dict[str, Any] | None) -> dict[str, Any]:
+    """The status the operator wants written, given the children it observed."""
+    current = dict(current or {})
+    spec = mdep.spec
+    generation = mdep.metadata.generation
+    stable = observed.tracks.get(spec.model.version, TrackObservation(spec.model.version))
+    canary_version = spec.canary.model.version if spec.canary is not None and traffic.canary_percent is not None else None
+    canary = observed.tracks.get(canary_version) if canary_version else None
+    failures = [t for t in observed.tracks.values() if t.failure]
+
+    conditions = [c for c in current.get("conditions") or [] if c.get("type") in (READY, PROGRESSING, DEGRADED)]
+    if stable.available:
+        conditions = set_condition(conditions, READY, True, Reason.AVAILABLE,
+                                   f"version {stable.version} is serving with {stable.ready_replicas} ready replica(s)",
+                                   generation)
+    else:
+        waiting = Reason.WAITING_FOR_KSERVE if spec.runtime == Runtime.KSERVE else Reason.WAITING_FOR_PODS
+        conditions = set_condition(conditions, READY, False, waiting,
+                                   stable.message or f"version {stable.version} has no available replica yet",
+                                   generation)
+    if canary_version and canary is not None and not canary.available:
+        conditions = set_condition(conditions, PROGRESSING, True, Reason.CANARY_DEPLOYING,
+                                   f"canary {canary_version} is starting; it gets traffic once available", generation)
+    elif canary_version:
+        conditions = set_condition(conditions, PROGRESSING, True, Reason.CANARY_ACTIVE,
+                                   f"canary {canary_version} at {traffic.canary_percent}% of traffic", generation)
+    elif not stable.available:
+        conditions = set_condition(conditions, PROGRESSING, True, Reason.ROLLING_OUT,
+                                   f"rolling out version {stable.version}", generation)
+    else:
+        conditions = set_condition(conditions, PROGRESSING, False, Reason.STABLE,
+                                   "no rollout in progress", generation)
+    if failures:
+        conditions = set_condition(conditions, DEGRADED, True, Reason.DEPLOYMENT_FAILED,
+                                   "; ".join(f"version {t.version}: {t.failure}" for t in failures), generation)
+    else:
+        conditions = set_condition(conditions, DEGRADED, False, Reason.AS_EXPECTED, "all tracks healthy", generation)
+
+    if failures:
+        phase = Phase.DEGRADED
+    elif stable.available and not canary_version:
+        phase = Phase.READY
+    elif stable.available or observed.tracks:
+        phase = Phase.PROGRESSING
+    else:
+        phase = Phase.PENDING
+
+    status: dict[str, Any] = {
+        **current,
+        "phase": phase.value,
+        "observedGeneration": generation,
+        "url": observed.url or default_url(mdep),
+        "replicas": stable.ready_replicas,
+        "selector": f"{LABEL_DEPLOYMENT}={mdep.metadata.name},{LABEL_VERSION}={spec.model.version}",
+        "conditions": conditions,
+        "stable": {"version": spec.model.version, "precision": spec.model.precision.value,
+                   "readyReplicas": stable.ready_replicas,
+                   "trafficPercent": 100 - (traffic.canary_percent or 0)},
+    }
+    if canary_version:
+        previous = current.get("canary") or {}
+        same = previous.get("version") == canary_version
+        status["canary"] = {
+            **(previous if same else {}),
+            "version": canary_version,
+            "precision": spec.canary.model.precision.value,
+            "readyReplicas": canary.ready_replicas if canary else 0,
+            "trafficPercent": traffic.canary_percent,
+            "step": previous.get("step", 0) if same else 0,
+            "failedAnalyses": previous.get("failedAnalyses", 0) if same else 0,
+        }
+    else:
+        status["canary"] = None
+    if spec.shadow is not None:
+        shadow = observed.tracks.get(spec.shadow.model.version)
+        status["shadow"] = {**(current.get("shadow") or {}), "version": spec.shadow.model.version,
+                            "readyReplicas": shadow.ready_replicas if shadow else 0, "percent": spec.shadow.percent}
+    else:
+        status["shadow"] = None
+    return status
+
+
+def failed_status(mdep: ModelDeployment, current: dict[str, Any] | None, reason: str, message: str) -> dict[str, Any]:
+    """Status for a spec the operator cannot run (Failed) or cannot run yet (dependency missing)."""
+    current = dict(current or {})
+    generation = mdep.metadata.generation
+    conditions = [c for c in current.get("conditions") or [] if c.get("type") in (READY, PROGRESSING, DEGRADED)]
+    conditions = set_condition(conditions, READY, False, reason, message, generation)
+    conditions = set_condition(conditions, DEGRADED, True, reason, message, generation)
+    phase = Phase.PENDING if reason == Reason.DEPENDENCY_MISSING else Phase.FAILED
+    return {**current, "phase": phase.value, "observedGeneration": generation, "conditions": conditions}
+
+
+def _without_times(status: dict[str, Any]) -> dict[str, Any]:
+    out = dict(status)
+    out["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"}
+                         for c in status.get("conditions") or []]
+    return out
+
+
+def status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any] | None:
+    """A merge patch turning `current` into `desired`, or None when nothing meaningful changed."""
+    current = current or {}
+    if _without_times({k: v for k, v in current.items() if v is not None}) == \
+            _without_times({k: v for k, v in desired.items() if v is not None}):
+        return None
+    patch = {k: v for k, v in desired.items() if current.get(k) != v}
+    for key in current:
+        if key not in desired:
+            patch[key] = None
+    return patch
+
+
+def track_names(mdep: ModelDeployment, traffic: TrafficState) -> list[str]:
+    """Versions served now, stable first; used to map children back to tracks."""
+    versions = [mdep.spec.model.version]
+    if mdep.spec.canary is not None and traffic.canary_percent is not None:
+        versions.append(mdep.spec.canary.model.version)
+    if mdep.spec.shadow is not None:
+        versions.append(mdep.spec.shadow.model.version)
+    return versions
+
+
+__all__ = ["version_name"]

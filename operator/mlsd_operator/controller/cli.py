@@ -1,0 +1,42 @@
+"""`mlsd operator`: run the operator (kopf) with health and metrics endpoints."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated, Optional
+
+import typer
+
+
+def operator_command(
+    namespace: Annotated[Optional[list[str]], typer.Option(
+        "--namespace", "-n", help="Watch only these namespaces (repeatable); default: all.")] = None,
+    gateway: Annotated[Optional[str], typer.Option(help="Default Gateway for Triton routes, NAMESPACE/NAME.")] = None,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (0: off).")] = 9090,
+    health_port: Annotated[int, typer.Option(help="Liveness endpoint port (/healthz).")] = 8080,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the ModelDeployment operator against the current kubeconfig or in-cluster credentials."""
+    import kopf
+
+    from mlsd_operator import controller  # noqa: F401  (registers handlers)
+
+    if gateway:
+        os.environ["MLSD_GATEWAY"] = gateway
+    os.environ["MLSD_METRICS_PORT"] = str(metrics_port)
+    if namespace:
+        os.environ["MLSD_NAMESPACES"] = ",".join(namespace)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kopf.configure(verbose=verbose)
+    kopf.run(
+        standalone=True,
+        clusterwide=not namespace,
+        namespaces=namespace or (),
+        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("operator")(operator_command)
