@@ -31,6 +31,10 @@ def dump_all(docs: Iterable[Any]) -> str:
                          width=100, explicit_start=True)
 
 
+def load_all_text(text: str) -> list[Any]:
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
 def load_all(path: str | Path) -> list[Any]:
     """Every non-empty document of a YAML file (or stdin for '-')."""
     import sys

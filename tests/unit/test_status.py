@@ -1,0 +1,107 @@
+"""Status decisions, from observed children to conditions and phase (no cluster)."""
+
+from __future__ import annotations
+
+from mlsd_operator.api import ModelDeployment
+from mlsd_operator.builders import TrafficState
+from mlsd_operator.controller import _status as st
+from tests.conftest import canary, manifest
+
+
+def mdep(generation=3, **kwargs) -> ModelDeployment:
+    obj = manifest(runtime="triton", **kwargs)
+    obj["metadata"]["generation"] = generation
+    return ModelDeployment.model_validate(obj)
+
+
+def deployment(available: bool, ready: int, progressing: str = "True", reason: str = "NewReplicaSetAvailable"):
+    return {"status": {"readyReplicas": ready, "conditions": [
+        {"type": "Available", "status": "True" if available else "False"},
+        {"type": "Progressing", "status": progressing, "reason": reason, "message": "msg"}]}}
+
+
+def conditions(status):
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_pending_before_any_child_exists():
+    status = st.desired_status(mdep(), st.Observation({}), TrafficState(None), None)
+    assert status["phase"] == "Pending"
+    assert conditions(status)["Ready"] == ("False", "WaitingForPods")
+    assert status["observedGeneration"] == 3
+
+
+def test_ready_when_stable_is_available():
+    observed = st.Observation({"1": st.observe_deployment("1", deployment(True, 2))})
+    status = st.desired_status(mdep(), observed, TrafficState(None), None)
+    assert status["phase"] == "Ready"
+    assert conditions(status) == {"Ready": ("True", "Available"), "Progressing": ("False", "Stable"),
+                                  "Degraded": ("False", "AsExpected")}
+    assert status["stable"] == {"version": "1", "precision": "fp32", "readyReplicas": 2, "trafficPercent": 100}
+    assert status["replicas"] == 2
+    assert status["selector"] == "mlsd.io/model-deployment=demo,mlsd.io/version=1"
+    assert status["url"] == "http://demo.team-a.svc.cluster.local"
+
+
+def test_degraded_when_a_rollout_exceeds_its_deadline():
+    observed = st.Observation({"1": st.observe_deployment("1", deployment(False, 0, "False", "ProgressDeadlineExceeded"))})
+    status = st.desired_status(mdep(), observed, TrafficState(None), None)
+    assert status["phase"] == "Degraded"
+    assert conditions(status)["Degraded"] == ("True", "DeploymentFailed")
+    assert "ProgressDeadlineExceeded" in next(c for c in status["conditions"] if c["type"] == "Degraded")["message"]
+
+
+def test_canary_tracks_progress_and_keeps_its_counters():
+    obj = mdep(canary=canary("2"), gateway={"name": "gw"})
+    observed = st.Observation({"1": st.observe_deployment("1", deployment(True, 2)),
+                               "2": st.observe_deployment("2", deployment(True, 1))})
+    current = {"canary": {"version": "2", "step": 1, "failedAnalyses": 1, "stepStartedAt": "t0", "trafficPercent": 50}}
+    status = st.desired_status(obj, observed, TrafficState(50), current)
+    assert status["phase"] == "Progressing"
+    assert conditions(status)["Progressing"] == ("True", "CanaryActive")
+    assert status["canary"] | {} == {"version": "2", "precision": "fp32", "readyReplicas": 1, "trafficPercent": 50,
+                                     "step": 1, "failedAnalyses": 1, "stepStartedAt": "t0"}
+    assert status["stable"]["trafficPercent"] == 50
+
+
+def test_a_new_canary_version_resets_counters():
+    obj = mdep(canary=canary("3"), gateway={"name": "gw"})
+    current = {"canary": {"version": "2", "step": 2, "failedAnalyses": 1, "stepStartedAt": "t0"}}
+    status = st.desired_status(obj, st.Observation({}), TrafficState(0), current)
+    assert (status["canary"]["step"], status["canary"]["failedAnalyses"]) == (0, 0)
+    assert "stepStartedAt" not in status["canary"]
+
+
+def test_transition_time_moves_only_when_status_flips():
+    first = st.set_condition([], "Ready", False, "WaitingForPods", "a", 1)
+    same = st.set_condition(first, "Ready", False, "WaitingForPods", "b", 1)
+    assert same[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
+    flipped = st.set_condition([{**first[0], "lastTransitionTime": "2000-01-01T00:00:00Z"}], "Ready", True, "Available", "c", 1)
+    assert flipped[0]["lastTransitionTime"] != "2000-01-01T00:00:00Z"
+
+
+def test_status_patch_is_none_when_nothing_changed():
+    observed = st.Observation({"1": st.observe_deployment("1", deployment(True, 2))})
+    status = st.desired_status(mdep(), observed, TrafficState(None), None)
+    again = st.desired_status(mdep(), observed, TrafficState(None), status)
+    assert st.status_patch(status, again) is None
+    more = st.desired_status(mdep(), st.Observation({"1": st.observe_deployment("1", deployment(True, 3))}),
+                             TrafficState(None), status)
+    patch = st.status_patch(status, more)
+    assert set(patch) == {"replicas", "stable", "conditions"}
+
+
+def test_kserve_without_controller_says_so():
+    obj = ModelDeployment.model_validate(manifest())
+    observed = st.Observation(st.observe_inference_service(["1"], {"spec": {}}))
+    status = st.desired_status(obj, observed, TrafficState(None), None)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "WaitingForKServe" and "KServe controller" in ready["message"]
+
+
+def test_failed_status_for_an_unrunnable_spec():
+    status = st.failed_status(mdep(), None, st.Reason.INVALID_SPEC, "file:// cannot be pulled")
+    assert status["phase"] == "Failed"
+    assert conditions(status)["Ready"] == ("False", "InvalidSpec")
+    waiting = st.failed_status(mdep(), None, st.Reason.DEPENDENCY_MISSING, "install KServe")
+    assert waiting["phase"] == "Pending"
