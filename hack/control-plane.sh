@@ -92,6 +92,22 @@ simple_module() {  # name module version package
     echo "${dir}"
 }
 
+# The kwok controller has no built-in stages: kwokctl writes its defaults into kwok's config. We
+# take the same files from the same release (node-initialize, heartbeat with leases, pod
+# ready/complete/delete) so fake nodes turn Ready and pods reach Running and Ready.
+kwok_stages() {  # module_dir
+    local src stage
+    src=$(cd "$1" && "${GO}" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
+    {
+        for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+            pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+            echo "---"
+            cat "${src}/${stage}.yaml"
+        done
+    } >"${BIN_DIR}/.kwok-stages.tmp"
+    mv -f "${BIN_DIR}/.kwok-stages.tmp" "${BIN_DIR}/kwok-stages.yaml"
+}
+
 # The same -X flags as upstream's hack/lib/version.sh: unstamped binaries say v0.0.0, and clients
 # (kubectl's skew warning, kwokctl's flag selection) read that version.
 kube_ldflags() {
@@ -124,10 +140,11 @@ build() {
         go_build "${dir}" etcd "${ETCD_VERSION}" go.etcd.io/etcd/server/v3 \
             "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=module-proxy-${ETCD_VERSION}"
     fi
-    if ! is_current kwok "${KWOK_VERSION}"; then
+    if ! is_current kwok "${KWOK_VERSION}" || [[ ! -f "${BIN_DIR}/kwok-stages.yaml" ]]; then
         dir=$(simple_module kwok sigs.k8s.io/kwok "${KWOK_VERSION}" sigs.k8s.io/kwok/cmd/kwok)
         go_build "${dir}" kwok "${KWOK_VERSION}" sigs.k8s.io/kwok/cmd/kwok \
             "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBE_VERSION}"
+        kwok_stages "${dir}"
     fi
     log "binaries in ${BIN_DIR} ($((SECONDS - started))s)"
 }

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +152,28 @@ def test_deployment_becomes_available_on_cpu_nodes(api_client, namespace, wait_f
     assert {p.spec.node_name for p in pods} <= node_names(api_client, "cpu")
     # The pods came from a ReplicaSet the controller-manager made.
     assert {p.metadata.owner_references[0].kind for p in pods} == {"ReplicaSet"}
+
+
+def test_hpa_controller_acts(api_client, namespace, wait_for) -> None:
+    # No metrics API here, but the HPA controller still enforces minReplicas before any metric.
+    apps = client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(namespace, deployment("web", replicas=1))
+    hpa = client.V2HorizontalPodAutoscaler(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V2HorizontalPodAutoscalerSpec(
+            scale_target_ref=client.V2CrossVersionObjectReference(
+                api_version="apps/v1", kind="Deployment", name="web"
+            ),
+            min_replicas=2,
+            max_replicas=4,
+        ),
+    )
+    client.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(namespace, hpa)
+    wait_for(
+        lambda: apps.read_namespaced_deployment("web", namespace).spec.replicas == 2,
+        timeout=30,
+        what="the HPA to scale web up to minReplicas=2",
+    )
 
 
 def test_gpu_pods_land_only_on_gpu_nodes(api_client, namespace, wait_for) -> None:

@@ -231,7 +231,9 @@ class ControlPlane:
                 f"--service-account-issuer={self.server}/",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                # ClusterIPs from loopback too: with no kube-proxy nothing routes them, and a client
+                # that tries one anyway stays on this machine.
+                "--service-cluster-ip-range=127.3.0.0/24",
                 "--allow-privileged=true",
                 # As envtest: pods need no ServiceAccount object to exist first, so a test can
                 # create a pod right after creating its namespace.
@@ -291,6 +293,9 @@ class ControlPlane:
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
+            # There is no front proxy, so the request-header CA the components would otherwise
+            # poll for (and log an error about, every second) does not exist.
+            "--authentication-skip-lookup=true",
             # One instance: waiting for a lease would only delay the start.
             "--leader-elect=false",
             f"--secure-port={port}",
@@ -310,6 +315,8 @@ class ControlPlane:
             f"--cluster-signing-cert-file={pki.ca_cert}",
             f"--cluster-signing-key-file={pki.ca_key}",
             "--use-service-account-credentials=false",
+            # Default 15s: a test waiting for an HPA to act would mostly wait for this period.
+            "--horizontal-pod-autoscaler-sync-period=2s",
         ]
         self._wait_healthz(self._spawn("kube-controller-manager", argv), port)
 
