@@ -1,0 +1,149 @@
+"""KServe's ModelServer with what a predictor needs on top: a bind address (KServe binds every
+interface), our fuzzed v2 REST infer route, typed errors mapped to their HTTP/gRPC codes, and a
+request-size limit on both protocols."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent import futures
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from grpc import aio
+from kserve import ModelServer
+from kserve import model_server as kserve_model_server
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.errors import ModelNotReady
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.rest.server import RESTServer
+
+from ._codec import HEADER_LENGTH, decode_rest, encode_rest, select_outputs
+from ._errors import PayloadTooLarge, ServingError
+from ._model import CaseStudyModel
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+async def serving_error_handler(_: Request, exc: ServingError) -> JSONResponse:
+    return JSONResponse(status_code=int(exc.http_status), content=exc.to_json())
+
+
+class RequestSizeLimit:
+    """Pure ASGI middleware: 413 before reading a body whose Content-Length is over the limit,
+    and stops a streamed (chunked) body as soon as it passes the limit."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            error = PayloadTooLarge("body", f"{int(length)} bytes exceed the limit of {self.max_bytes}")
+            body = json.dumps(error.to_json()).encode()
+            await send({"type": "http.response.start", "status": int(error.http_status),
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge("body", f"more than {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def install_v2_infer_route(app: FastAPI, dataplane) -> None:
+    """Registers our infer route ahead of KServe's (FastAPI matches the first route added)."""
+
+    async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
+        model = await dataplane.get_model(model_name)
+        if not model.ready:
+            raise ModelNotReady(model_name)
+        if not isinstance(model, CaseStudyModel):   # not ours: KServe's own handler
+            raise ModelNotReady(model_name, "not an mlsd predictor")
+        try:
+            decoded = decode_rest(await request.body(), request.headers.get(HEADER_LENGTH))
+        except ServingError as err:
+            model.count_rejected(err)
+            raise
+        results, _ = await model(decoded, dict(request.headers))
+        outputs = select_outputs(results, decoded.outputs, decoded.binary_default)
+        payload, headers = encode_rest(model_name, model.version, decoded.id, results, outputs)
+        return Response(content=payload, headers=headers)
+
+    app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
+    app.add_api_route("/v2/models/{model_name}/versions/{model_version}/infer", infer, methods=["POST"])
+
+
+class _Interceptor(ExceptionToStatusInterceptor):
+    async def handle_exception(self, ex, request_or_iterator, context, method_name):
+        if isinstance(ex, ServingError):
+            await context.abort(grpc.StatusCode[ex.grpc_code], ex.reason)
+        await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+class _GRPCServer(GRPCServer):
+    def __init__(self, host: str, max_bytes: int, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._host = host
+        self._max_bytes = max_bytes
+
+    async def start(self, max_workers: int) -> None:
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(LoggingInterceptor(), _Interceptor()),
+            options=[("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                     ("grpc.max_receive_message_length", self._max_bytes)],
+        )
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._server.add_insecure_port(f"{host}:{self._port}")
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class PredictorServer(ModelServer):
+    """`ModelServer` bound to `host`, with our REST route, error mapping and size limits."""
+
+    def __init__(self, *, host: str = "0.0.0.0", max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.host = host
+        self.max_request_bytes = max_request_bytes
+
+    def start(self, models: list) -> None:
+        self._register_and_check_atleast_one_model_is_ready(models)
+        app = kserve_model_server.app
+        app.add_exception_handler(ServingError, serving_error_handler)
+        app.add_middleware(RequestSizeLimit, max_bytes=self.max_request_bytes)
+        install_v2_infer_route(app, self.dataplane)
+        self._rest_server = RESTServer(
+            FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
+            access_log_format=self.access_log_format, workers=1, grace_period=self.grace_period,
+            event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive)
+        self._rest_server.config.host = self.host
+        self.servers.append(self._rest_server.start())
+        if self.enable_grpc:
+            self._grpc_server = _GRPCServer(self.host, self.max_request_bytes, self.grpc_port, self.dataplane,
+                                            self.model_repository_extension, kwargs=vars(kserve_model_server.args),
+                                            grace_period=self.grace_period)
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())

@@ -1,0 +1,72 @@
+"""Predictor image entrypoint: one case-study model on KServe's ModelServer (v1 + v2, REST + gRPC).
+
+    python -m mlsd_predictors.servers.kserve --case_study=ad-click-prediction --model_name=ad-ctr \\
+        --model_dir=/mnt/models --http_port=8080 --grpc_port=8081 [--host=127.0.0.1] [--track=canary]
+
+This is the ServingRuntime's container command (operator/mlsd_operator/builders/_kserve.py).
+`--model_dir` is the variant's KServe layout (`<storageUri>/kserve/<precision>`, mounted by KServe's
+storage initializer at /mnt/models) or an s3:// gs:// file:// URI downloaded at start. Flags are
+parsed here only; KServe's own flags (workers, max_threads, ...) pass through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from kserve import model_server
+
+from ._errors import VariantNotServable
+from ._registry import CASE_STUDIES, model_class
+from ._server import DEFAULT_MAX_REQUEST_BYTES, PredictorServer
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(parents=[model_server.parser], prog="python -m mlsd_predictors.servers.kserve")
+    parser.add_argument("--case_study", required=True, choices=CASE_STUDIES)
+    parser.add_argument("--model_dir", required=True, help="variant directory or s3:// gs:// file:// URI")
+    parser.add_argument("--host", default=os.environ.get("MLSD_HOST", "0.0.0.0"),
+                        help="bind address (127.0.0.1 for local use)")
+    parser.add_argument("--track", default=os.environ.get("MLSD_TRACK", "stable"),
+                        help="metrics label: stable | canary | shadow")
+    parser.add_argument("--max_batch_size", type=int, default=None, help="rows per request and per execution")
+    parser.add_argument("--max_latency_ms", type=float, default=0.0, help="wait to fill a batch (0: opportunistic)")
+    parser.add_argument("--ort_threads", type=int, default=int(os.environ.get("MLSD_ORT_THREADS", "0")),
+                        help="onnxruntime intra-op threads (0: one per core)")
+    parser.add_argument("--compute_workers", type=int, default=1, help="concurrent model executions")
+    parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+    return parser
+
+
+def resolve_model_dir(location: str) -> Path:
+    if "://" not in location:
+        return Path(location)
+    if location.startswith("file://"):
+        return Path(location.removeprefix("file://"))
+    try:
+        from kserve_storage import Storage
+    except ImportError:
+        sys.exit(f"--model_dir={location}: remote URIs need KServe's storage helper: pip install kserve-storage==0.21.0")
+    return Path(Storage.download(location, out_dir=tempfile.mkdtemp(prefix="mlsd-model-")))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    cls = model_class(args.case_study)
+    model = cls(args.model_name, resolve_model_dir(args.model_dir), track=args.track,
+                max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
+                ort_threads=args.ort_threads, workers=args.compute_workers)
+    try:
+        model.load()
+    except (VariantNotServable, FileNotFoundError) as err:
+        sys.exit(f"mlsd predictor: refusing to serve: {err}")
+    PredictorServer(host=args.host, max_request_bytes=args.max_request_bytes, http_port=args.http_port,
+                    grpc_port=args.grpc_port, workers=1, max_threads=args.max_threads,
+                    enable_grpc=args.enable_grpc, enable_latency_logging=False).start([model])
+
+
+if __name__ == "__main__":
+    main()
