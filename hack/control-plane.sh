@@ -126,7 +126,11 @@ kube_ldflags() {
 }
 
 build() {
+    [[ -x "${GO}" ]] || { log "Go (1.26+) not found: install it or set GO=/path/to/go"; exit 1; }
     mkdir -p "${BIN_DIR}"
+    # Two builds at once (a test run and a dev cluster) would share the wrapper modules.
+    exec 9>"${CACHE_ROOT}/.lock"
+    flock 9
     local started=${SECONDS} name dir
     # One at a time: each link of a Kubernetes binary takes about 2 GiB.
     for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do

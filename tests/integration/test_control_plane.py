@@ -267,9 +267,14 @@ def test_killed_test_process_leaves_no_control_plane_behind(tmp_path: Path, wait
         "print(json.dumps(plane.pids()), flush=True)\n"
         "time.sleep(600)\n"
     )
-    runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
-        pids = json.loads(runner.stdout.readline())
+        line = runner.stdout.readline()
+        if not line:
+            pytest.fail(f"control plane did not start:\n{runner.communicate()[1]}")
+        pids = json.loads(line)
     finally:
         # SIGKILL: no finalizer, no atexit; only the kernel's parent-death signal is left.
         runner.send_signal(signal.SIGKILL)

@@ -48,9 +48,12 @@ def _running_pid(state_dir: Path) -> int | None:
 
 def _usage(state_dir: Path, kubectl: Path) -> str:
     kubeconfig = state_dir / "kubeconfig"
+    env = "mlsd dev-cluster env"
+    if state_dir != _default_state_dir().resolve():
+        env += f" --state-dir {state_dir}"
     return (
         f"control plane ready; kubeconfig: {kubeconfig}\n"
-        f"  export KUBECONFIG={kubeconfig}      # or: eval \"$(mlsd dev-cluster env)\"\n"
+        f"  export KUBECONFIG={kubeconfig}      # or: eval \"$({env})\"\n"
         f"  {kubectl} get nodes\n"
         f"logs: {state_dir}/*.log"
     )
