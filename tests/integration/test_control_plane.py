@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -281,3 +282,19 @@ def test_killed_test_process_leaves_no_control_plane_behind(tmp_path: Path, wait
         runner.wait()
     assert set(pids) == {"etcd", "kube-apiserver"}
     wait_for(lambda: all(process_gone(p) for p in pids.values()), timeout=10, what="orphans to die")
+
+
+
+def test_retries_when_a_picked_port_gets_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlsd_operator.controlplane import _launcher
+
+    honest = _launcher._free_ports
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    picks = [[squatter.getsockname()[1], *honest(5)]]
+    # The first pick hands etcd a port another process holds; the retry picks honestly.
+    monkeypatch.setattr(_launcher, "_free_ports", lambda n: picks.pop() if picks else honest(n))
+    with squatter, ControlPlane() as plane:
+        assert plane.kubectl("get", "--raw", "/readyz").stdout == "ok"
+        assert "address already in use" in (plane.work_dir / "etcd.log").read_text()

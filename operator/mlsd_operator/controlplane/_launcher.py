@@ -36,6 +36,9 @@ def _stop_leftovers() -> None:
         plane.stop()
 
 
+_PORT_ATTEMPTS = 3
+
+
 class KubectlError(subprocess.CalledProcessError):
     def __str__(self) -> str:
         return f"kubectl {' '.join(self.cmd[2:])} failed ({self.returncode}): {self.stderr.strip()}"
@@ -66,8 +69,9 @@ class ControlPlane:
     work_dir: where certs, kubeconfig, etcd data and one log per process go; a fresh temp dir
         (removed on a clean stop) when not given.
     bin_dir: take every binary from here instead of KUBEBUILDER_ASSETS / the build cache.
-    die_with_parent: the kernel kills the processes if this Python process dies, even by SIGKILL.
-        `mlsd dev-cluster up --detach` turns it off; tests should leave it on.
+    die_with_parent: the kernel kills the processes if the thread that started them dies, even
+        by SIGKILL. Start from the main (or another long-lived) thread; a detached dev cluster
+        keeps this on too, its supervisor process being the parent.
     """
 
     def __init__(
@@ -120,6 +124,16 @@ class ControlPlane:
 
         self.work_dir = self._work_dir_arg or Path(tempfile.mkdtemp(prefix="mlsd-control-plane-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                return self._start_once()
+            except StartupError as error:
+                # A free port can be taken by another process between our pick and the bind.
+                if "address already in use" not in str(error) or attempt + 1 == _PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> ControlPlane:
         _RUNNING.add(self)
         try:
             pki = write_pki(self.work_dir / "pki")
