@@ -1,0 +1,59 @@
+"""mlsd_predictors: the case-study models (`mlsd build`) and their model cards.
+
+This top level is torch-free: the operator and servers import cards and names from here. Training
+and export live in `mlsd_predictors.build` and `mlsd_predictors.casestudies` (need the `models` extra).
+"""
+
+from ._card import (
+    GraphCard,
+    Histogram,
+    Latency,
+    ModelCard,
+    RepositoryCard,
+    Signature,
+    TensorSpec,
+    VariantSummary,
+    check_servable,
+    load_card,
+    load_repository_card,
+)
+from ._contract import (
+    CARD_FILE,
+    CASE_STUDIES,
+    DEFAULT_MAX_RELATIVE_DROP,
+    PRECISIONS,
+    Precision,
+    kserve_dir,
+    repository_root,
+    triton_dir,
+    triton_python_dir,
+)
+from ._errors import CardError, NotServableError, ParityError, PredictorError, RepositoryExistsError
+
+__all__ = [
+    "CARD_FILE",
+    "CASE_STUDIES",
+    "DEFAULT_MAX_RELATIVE_DROP",
+    "PRECISIONS",
+    "CardError",
+    "GraphCard",
+    "Histogram",
+    "Latency",
+    "ModelCard",
+    "NotServableError",
+    "ParityError",
+    "Precision",
+    "PredictorError",
+    "RepositoryCard",
+    "RepositoryExistsError",
+    "Signature",
+    "TensorSpec",
+    "VariantSummary",
+    "check_servable",
+    "kserve_dir",
+    "load_card",
+    "load_repository_card",
+    "repository_root",
+    "triton_dir",
+    "triton_python_dir",
+]

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
+import orjson
 from kserve import Model
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
@@ -196,7 +197,14 @@ class CaseStudyModel(Model):
             tensors = body.inputs
         elif isinstance(body, InferRequest):
             tensors = _grpc_tensors(body)
-        elif isinstance(body, dict):
+        elif isinstance(body, (bytes, dict)):   # v1 REST; bytes when the client sent no JSON content-type
+            if isinstance(body, bytes):
+                try:
+                    body = orjson.loads(body)
+                except orjson.JSONDecodeError as err:
+                    raise MalformedRequest("body", f"not valid JSON: {err}") from err
+                if not isinstance(body, dict):
+                    raise MalformedRequest("body", "the request must be a JSON object")
             tensors = _v1_tensors(body, self.signature)
         else:
             raise MalformedRequest("body", f"unsupported request type {type(body).__name__}")
@@ -212,8 +220,13 @@ class CaseStudyModel(Model):
             if body.request_outputs:
                 requested = [RequestedOutput(o.name, True) for o in body.request_outputs]
             chosen = select_outputs(results, requested, True)
-            outputs = [InferOutput(o.name, list(results[o.name].shape), np_to_triton_dtype(results[o.name].dtype),
-                                   data=np.ascontiguousarray(results[o.name])) for o in chosen]
+            outputs = []
+            for o in chosen:
+                array = np.ascontiguousarray(results[o.name])
+                output = InferOutput(o.name, list(array.shape), np_to_triton_dtype(array.dtype))
+                output.set_data_from_numpy(array, binary_data=True)   # raw bytes, no list round trip
+                output.parameters = None
+                outputs.append(output)
             return InferResponse(response_id=body.id or "", model_name=self.name, infer_outputs=outputs,
                                  from_grpc=body.from_grpc, use_binary_outputs=True,
                                  model_version=self.version)

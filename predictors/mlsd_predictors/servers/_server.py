@@ -147,3 +147,9 @@ class PredictorServer(ModelServer):
         self.setup_event_loop()
         self.register_signal_handler()
         asyncio.run(self._serve())
+
+    def stop(self, sig: int) -> None:
+        """SIGINT/SIGTERM: drain and exit. KServe's own stop leaves a single-process REST server running."""
+        if self._rest_server is not None:
+            self._rest_server._server.should_exit = True
+        super().stop(sig)

@@ -16,7 +16,7 @@ import numpy as np
 from tritonclient.utils import triton_to_np_dtype
 
 from ._errors import (
-    BatchTooLarge, MalformedRequest, MissingInput, NonFiniteValue, UnknownInput, ValueOutOfRange,
+    BatchTooLarge, ServingError, MalformedRequest, MissingInput, NonFiniteValue, UnknownInput, ValueOutOfRange,
     WrongDatatype, WrongShape,
 )
 
@@ -118,6 +118,8 @@ def decode(tensor: RawTensor, spec: TensorSpec, index: int) -> np.ndarray:
     shape = tuple(tensor.shape)  # type: ignore[arg-type]
     try:
         array = np.asarray(tensor.decode())
+    except ServingError:
+        raise
     except (ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError) as err:
         raise MalformedRequest(field, f"cannot decode input {spec.name!r} as {spec.datatype}: {err}") from err
     if array.dtype == object or array.dtype.kind in "USV":

@@ -133,6 +133,24 @@ def localize(repositories: Sequence[Path], workdir: Path, *, native_onnxruntime:
     return out
 
 
+# Which output of which Triton model carries the score the canary analysis compares (the same
+# quantity the KServe predictors observe). Models run by the shim export it; others do not.
+SCORE_OUTPUTS = {
+    "ad-click-prediction": ("ad-click-prediction", "click_probability", "all", ""),
+    "harmful-content": ("harmful-content", "probabilities", "all", "violence,nudity,hate_speech,spam"),
+    "video-recommendation-ranking": ("video-recommendation", "scores", "max", ""),
+}
+
+
+def score_annotator(model_name: str, config) -> None:
+    """Default `annotate`: tags shim-served models with their case study and score output."""
+    if model_name in SCORE_OUTPUTS:
+        case, output, select, labels = SCORE_OUTPUTS[model_name]
+        for key, value in (("mlsd_case_study", case), ("mlsd_score_output", output),
+                           ("mlsd_score_select", select), ("mlsd_score_labels", labels)):
+            config.parameters[key].string_value = value
+
+
 def environment(install: TritonInstall, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     if install.library_path:
@@ -156,7 +174,7 @@ class TritonServer:
     workdir: Path | None = None
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
-    annotate: Annotate | None = None
+    annotate: Annotate | None = score_annotator
     extra_args: Sequence[str] = ()
     process: subprocess.Popen | None = None
     _tmp: tempfile.TemporaryDirectory | None = None

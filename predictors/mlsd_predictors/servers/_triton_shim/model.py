@@ -9,7 +9,7 @@ non-finite inputs with INVALID_ARG (HTTP 400), which the native backend would pa
 On the NGC image none of this is used: the repository runs unchanged on the native backend.
 
 Parameters the launcher adds to the config: mlsd_onnx_file, mlsd_case_study, mlsd_score_output,
-mlsd_score_select (all | first), mlsd_score_labels (comma-separated column names).
+mlsd_score_select (all | first | max), mlsd_score_labels (comma-separated column names).
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ class TritonPythonModel:
         scores = scores.reshape(len(scores), -1)
         if self.score_select == "first":
             scores = scores[:, :1]
+        elif self.score_select == "max":
+            scores = scores.max(axis=1, keepdims=True)
         if self.score_labels:
             for column, name in enumerate(self.score_labels):
                 for value in scores[:, column]:
