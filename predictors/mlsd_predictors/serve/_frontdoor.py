@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -189,7 +190,9 @@ def http_app(backends: Sequence[Backend], routing: Routing, metrics: FrontDoorMe
         payload = await merged_metrics(client, backends, metrics.registry)
         return Response(payload, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    async def shutdown() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
         if background:
             await asyncio.wait(background, timeout=5)
         await client.aclose()
@@ -202,7 +205,7 @@ def http_app(backends: Sequence[Backend], routing: Routing, metrics: FrontDoorMe
         Route("/metrics", metrics_endpoint),
         Route("/v2", to_stable),
         Route("/v2/{rest:path}", to_stable, methods=["GET", "POST"]),
-    ], on_shutdown=[shutdown])
+    ], lifespan=lifespan)
 
 
 class GrpcFrontDoor:
