@@ -7,3 +7,4 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Adds the predictor commands to the `mlsd` app."""
+    from mlsd_predictors.serve import _cli as serve_cli; serve_cli.register(app)
