@@ -73,7 +73,7 @@ class OperatorProcess:
     def start(self) -> "OperatorProcess":
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlsd_operator", "operator", "--verbose",
+            [sys.executable, "-m", "mlsd_operator", "operator",
              "--health-port", str(self.health_port), "--metrics-port", str(self.metrics_port)],
             stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO, start_new_session=True)
         deadline = time.monotonic() + 60

@@ -32,6 +32,22 @@ def operator(control_plane, crds, tmp_path_factory):
     process.stop()
 
 
+@pytest.fixture(autouse=True)
+def model_store(control_plane, namespace):
+    """The `models` claim the samples' pvc:// URIs name, pre-bound to a PV so pods can schedule."""
+    pv = f"models-{namespace}"[:63]
+    control_plane.kubectl("apply", "-f", "-", input=_yaml.dump_all([
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"], "storageClassName": "",
+                  "hostPath": {"path": "/srv/models"}, "claimRef": {"namespace": namespace, "name": "models"}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": namespace},
+         "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": pv,
+                  "resources": {"requests": {"storage": "1Gi"}}}},
+    ]))
+    yield
+    control_plane.kubectl("delete", "pv", pv, "--wait=false", check=False)
+
+
 @pytest.fixture
 def k8s(api_client):
     class Apis:
@@ -157,8 +173,7 @@ def test_edits_reach_the_children_and_removed_tracks_go(control_plane, operator,
     eventually(operator, lambda: weights(control_plane, namespace, "edit") == [("edit-v1", 70), ("edit-v2", 30)],
                "the edited step on the route")
 
-    k8s.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "edit",
-                                              [{"op": "remove", "path": "/spec/canary"}])
+    patch_spec(k8s, namespace, "edit", {"canary": None})      # merge patch: null removes the field
     eventually(operator, lambda: deployment_names(k8s, namespace) == ["edit-v1"], "the canary Deployment to go")
     eventually(operator, lambda: weights(control_plane, namespace, "edit") == [("edit-v1", 100)], "all traffic on stable")
     services = sorted(s.metadata.name for s in k8s.core.list_namespaced_service(namespace).items)

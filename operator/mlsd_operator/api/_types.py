@@ -71,6 +71,13 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h)", text))
 
 
+def _defaulted(model: type[ApiModel]) -> Any:
+    """A nested object that defaults to its own defaults, spelled out in the CRD: the API server
+    checks a default against the CEL rules as written, before nested defaults apply, so `{}` would
+    fail e.g. `self.maxReplicas >= self.minReplicas`."""
+    return Field(default_factory=model, json_schema_extra=lambda schema: schema.update(default=model().to_wire()))
+
+
 def _has_dotdot_segment(uri: str) -> bool:
     return re.search(r"(^|/)\.\.(/|$)", uri.split("://", 1)[-1]) is not None
 
@@ -177,7 +184,7 @@ class Canary(ApiModel):
                            description="Percent of traffic at each step; promotion follows the last step.")] = [10, 25, 50]
     interval: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN,
                                    description="Time at each step before the analysis decides.")] = "60s"
-    analysis: Annotated[Analysis, Field(default_factory=Analysis, json_schema_extra={"default": {}})]
+    analysis: Annotated[Analysis, _defaulted(Analysis)]
 
     rules: ClassVar = (
         Rule(cel="self.steps.isSorted() && self.steps.all(x, self.steps.exists_one(y, y == x))",
@@ -212,12 +219,12 @@ class ModelDeploymentSpec(ApiModel):
     case_study: CaseStudy
     runtime: Runtime = Runtime.KSERVE
     model: Annotated[ModelRef, Field(description="The stable track.")]
-    placement: Annotated[Placement, Field(default_factory=Placement, json_schema_extra={"default": {}})]
-    autoscaling: Annotated[Autoscaling, Field(default_factory=Autoscaling, json_schema_extra={"default": {}})]
+    placement: Annotated[Placement, _defaulted(Placement)]
+    autoscaling: Annotated[Autoscaling, _defaulted(Autoscaling)]
     batching: Batching | None = None
     canary: Annotated[Canary | None, Field(description="A second version under progressive delivery.")] = None
     shadow: Annotated[Shadow | None, Field(description="Mirrored traffic; responses discarded.")] = None
-    kserve: Annotated[KServeOptions, Field(default_factory=KServeOptions, json_schema_extra={"default": {}})]
+    kserve: Annotated[KServeOptions, _defaulted(KServeOptions)]
     gateway: Annotated[GatewayRef | None, Field(description="Gateway for the Triton HTTPRoute; defaults "
                                                             "to the operator's --gateway.")] = None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Annotated, Optional
 
@@ -27,9 +26,7 @@ def operator_command(
     os.environ["MLSD_METRICS_PORT"] = str(metrics_port)
     if namespace:
         os.environ["MLSD_NAMESPACES"] = ",".join(namespace)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    kopf.configure(verbose=verbose)
+    kopf.configure(verbose=verbose)     # kopf owns logging setup; a second handler would double every line
     kopf.run(
         standalone=True,
         clusterwide=not namespace,
