@@ -67,7 +67,7 @@ class OperatorProcess:
         self.health_port = free_port()
         self.metrics_port = free_port()
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1",
-                    "MLSD_RESYNC_SECONDS": "20", "MLSD_DEPENDENCY_RETRY_SECONDS": "2", **(env or {})}
+                    "MLSD_RESYNC_SECONDS": "20", "MLSD_LEASE_SECONDS": "4", "MLSD_DEPENDENCY_RETRY_SECONDS": "2", **(env or {})}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "OperatorProcess":

@@ -254,6 +254,20 @@ def test_killed_operator_converges_after_restart(control_plane, operator, namesp
     assert len(services) == len(set(services)) == 2 * (len(names) + 1)
 
 
+def test_two_replicas_one_leads_the_standby_takes_over(control_plane, operator, namespace, k8s, tmp_path):
+    standby = OperatorProcess(control_plane, tmp_path / "standby.log").start()
+    try:
+        eventually(standby, lambda: "standing by" in standby.log_tail(200), "the second replica to stand by")
+        operator.kill()
+        eventually(standby, lambda: "became leader" in standby.log_tail(200), "the standby to take the lease")
+        create(control_plane, namespace, manifest(name="after-failover", namespace=None, runtime="triton"))
+        eventually(standby, lambda: get_mdep(k8s, namespace, "after-failover").get("status", {}).get("phase") == "Ready",
+                   "the new leader to reconcile")
+    finally:
+        standby.stop()
+        operator.start()       # the module's operator, for any test after this one
+
+
 def test_missing_kserve_is_reported_and_retried_until_installed(tmp_path):
     """A second, bare control plane (no KServe CRDs) so the shared one is not disturbed."""
     with ControlPlane(work_dir=tmp_path / "bare") as plane:

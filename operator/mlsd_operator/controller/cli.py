@@ -14,6 +14,8 @@ def operator_command(
     gateway: Annotated[Optional[str], typer.Option(help="Default Gateway for Triton routes, NAMESPACE/NAME.")] = None,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (0: off).")] = 9090,
     health_port: Annotated[int, typer.Option(help="Liveness endpoint port (/healthz).")] = 8080,
+    leader_election: Annotated[bool, typer.Option(help="Hold a Lease so replicas run one at a time.")] = True,
+    lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE", help="Namespace of the Lease.")] = "mlsd-system",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the ModelDeployment operator against the current kubeconfig or in-cluster credentials."""
@@ -27,6 +29,19 @@ def operator_command(
     if namespace:
         os.environ["MLSD_NAMESPACES"] = ",".join(namespace)
     kopf.configure(verbose=verbose)     # kopf owns logging setup; a second handler would double every line
+    if leader_election:
+        from mlsd_operator.controller._kube import new_api_client
+        from mlsd_operator.controller._leader import LeaseElector, StandbyHealth
+
+        lease_seconds = int(os.environ.get("MLSD_LEASE_SECONDS", "15"))
+        elector = LeaseElector(new_api_client(), lease_namespace, lease_seconds=lease_seconds,
+                               renew_seconds=max(1.0, lease_seconds / 3))
+        standby = StandbyHealth(health_port)
+        try:
+            elector.wait_until_leader()
+        finally:
+            standby.close()
+        elector.keep_leading()
     kopf.run(
         standalone=True,
         clusterwide=not namespace,
