@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ._model import CaseStudyModel
+from ._signature import TensorSpec
 
 GRAPH = "model.onnx"
 _EPS = 1e-7
@@ -28,11 +29,11 @@ def calibrate(probability: np.ndarray, ratio: float) -> np.ndarray:
 class AdClickPredictionModel(CaseStudyModel):
     case_study = "ad-click-prediction"
     input_bounds = {"sparse_ids": (0, None), "dense": (0, None)}
-    extra_outputs = (("ctr", "FP32", (1,)),)
+    outputs = (TensorSpec("click_probability", "FP32", (1,)), TensorSpec("ctr", "FP32", (1,)))
 
     def setup(self) -> None:
         self.ranker = self.session(GRAPH)
-        ratio = float(self.card.get("metrics.calibration", "calibration", default=1.0) or 1.0)
+        ratio = float(self.card.metrics.get("calibration", 1.0))
         self.ratio = ratio if math.isfinite(ratio) and ratio > 0 else 1.0
 
     def compute(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,76 +1,38 @@
-"""What a predictor reads from a variant's model card (`model-card.json`, written by `mlsd build`)."""
+"""What a predictor takes from a variant's model card (`mlsd_predictors.ModelCard`, written by
+`mlsd build`): the request signature of one of its graphs, and the servable gate."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from mlsd_predictors import ModelCard, check_servable, load_card
 
 from ._errors import VariantNotServable
 from ._signature import Signature, TensorSpec
 
-CARD_FILE = "model-card.json"
-DEFAULT_MAX_BATCH_SIZE = 256
+DEFAULT_MAX_BATCH_SIZE = 64
+"""Same as the Triton configs `mlsd build` writes, so both runtimes refuse the same batches."""
 
 
-def _shape(raw: list[int]) -> tuple[int, ...]:
-    """Dims without the batch axis; cards may or may not write the leading -1."""
-    dims = [int(d) for d in raw]
-    return tuple(dims[1:]) if dims and dims[0] == -1 else tuple(dims)
+def _dims(shape: list[int]) -> tuple[int, ...]:
+    """Dims without the leading batch axis (-1 in the card)."""
+    return tuple(int(d) for d in shape[1:])
 
 
-def _specs(items: Any) -> tuple[TensorSpec, ...]:
-    if isinstance(items, dict):   # {"name": {"datatype": ..., "shape": ...}}
-        items = [{"name": name, **spec} for name, spec in items.items()]
-    return tuple(TensorSpec(str(i["name"]), str(i.get("datatype") or i.get("dtype")).upper(),
-                            _shape(i.get("shape") or i.get("dims") or []),
-                            i.get("minimum"), i.get("maximum")) for i in items)
+def load_servable(model_dir: Path) -> ModelCard:
+    """The card in `model_dir`; VariantNotServable (naming variant, metric and drop) if gated."""
+    card = load_card(Path(model_dir))
+    try:
+        check_servable(card)
+    except Exception as err:   # NotServableError
+        raise VariantNotServable(str(err)) from err
+    return card
 
 
-@dataclass(frozen=True)
-class Card:
-    path: Path
-    raw: dict[str, Any]
-
-    @classmethod
-    def load(cls, model_dir: Path) -> Card:
-        path = Path(model_dir) / CARD_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no {CARD_FILE} in {model_dir}: is this a `mlsd build` KServe variant "
-                                    "(<out>/<case>/<V>/kserve/<precision>)?")
-        return cls(path, json.loads(path.read_text()))
-
-    def get(self, *keys: str, default: Any = None) -> Any:
-        for key in keys:
-            value: Any = self.raw
-            for part in key.split("."):
-                value = value.get(part) if isinstance(value, dict) else None
-            if value is not None:
-                return value
-        return default
-
-    @property
-    def case_study(self) -> str:
-        return str(self.get("caseStudy", "case_study", "name"))
-
-    @property
-    def version(self) -> str:
-        return str(self.get("version", "modelVersion", default="1"))
-
-    @property
-    def precision(self) -> str:
-        return str(self.get("precision", "variant", default="fp32"))
-
-    def check_servable(self) -> None:
-        servable = self.get("servable", default=True)
-        if not servable:
-            reason = self.get("notServableReason", "not_servable_reason", default="no reason recorded")
-            raise VariantNotServable(f"{self.case_study} version {self.version} {self.precision} is not servable: "
-                                     f"{reason} (card {self.path})")
-
-    def signature(self, max_batch_size: int | None = None) -> Signature:
-        sig = self.get("signature", default={})
-        limit = max_batch_size or int(self.get("signature.maxBatchSize", "signature.max_batch_size", "maxBatchSize",
-                                               default=DEFAULT_MAX_BATCH_SIZE))
-        return Signature(_specs(sig.get("inputs", [])), _specs(sig.get("outputs", [])), limit)
+def request_signature(card: ModelCard, graph_role: str, outputs: tuple[TensorSpec, ...],
+                      max_batch_size: int | None) -> Signature:
+    """Inputs of the graph that receives the request, with the outputs the predictor returns."""
+    graph = next((g for g in card.graphs if g.role == graph_role), None)
+    signature = graph.signature if graph is not None else card.signature
+    inputs = tuple(TensorSpec(t.name, t.datatype, _dims(t.shape)) for t in signature.inputs)
+    return Signature(inputs, outputs, max_batch_size or DEFAULT_MAX_BATCH_SIZE)

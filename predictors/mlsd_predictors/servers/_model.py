@@ -26,10 +26,10 @@ from tritonclient.utils import np_to_triton_dtype
 
 from . import _metrics
 from ._batcher import MicroBatcher
-from ._card import Card
+from ._card import load_servable, request_signature
 from ._codec import DecodedRequest, RequestedOutput, select_outputs
 from ._errors import MalformedRequest, ServingError, UnknownInput
-from ._signature import RawTensor, Signature, check_inputs
+from ._signature import RawTensor, Signature, TensorSpec, check_inputs
 
 
 def onnx_session(path: Path, threads: int = 0) -> ort.InferenceSession:
@@ -80,7 +80,10 @@ class CaseStudyModel(Model):
     """One case study's predictor; subclasses implement `setup`, `compute` and `scores`."""
 
     case_study: ClassVar[str]
-    extra_outputs: ClassVar[tuple[tuple[str, str, tuple[int, ...]], ...]] = ()
+    outputs: ClassVar[tuple[TensorSpec, ...]]
+    """What the predictor returns: the Triton entry model's outputs first, then KServe-only extras."""
+    request_graph: ClassVar[str] = "model"
+    """The graph (card role) whose inputs a request carries."""
     input_bounds: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
     """Value bounds the card does not state but the graph relies on (ids >= 0, counts >= 0)."""
 
@@ -99,21 +102,17 @@ class CaseStudyModel(Model):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def load(self) -> bool:
-        self.card = Card.load(self.model_dir)
-        self.card.check_servable()
-        if self.card.case_study not in (self.case_study, "None"):
+        self.card = load_servable(self.model_dir)
+        if self.card.case_study != self.case_study:
             raise ValueError(f"{self.model_dir} holds a {self.card.case_study} model, not {self.case_study}")
-        signature = self.card.signature(self.max_batch_size)
-        if not signature.inputs:
-            raise ValueError(f"{self.card.path} has no signature inputs")
+        self.setup()   # sets graphs, auxiliary files and, where they depend on the card, `outputs`
+        signature = request_signature(self.card, self.request_graph, self.outputs, self.max_batch_size)
         self.signature = dataclasses.replace(signature, inputs=tuple(
             dataclasses.replace(spec, minimum=self.input_bounds[spec.name][0], maximum=self.input_bounds[spec.name][1])
-            if spec.name in self.input_bounds and spec.minimum is None and spec.maximum is None else spec
-            for spec in signature.inputs))
-        self.version = self.card.version
+            if spec.name in self.input_bounds else spec for spec in signature.inputs))
+        self.version = str(self.card.version)
         self.labels = {"model": self.name, "version": self.version, "track": self.track,
                        "case_study": self.case_study}
-        self.setup()
         self.batcher = MicroBatcher(self.compute, max_batch_size=self.signature.max_batch_size,
                                     max_latency_ms=self.max_latency_ms, workers=self.workers,
                                     on_batch=self.series.batch.labels(**self.labels).observe)
@@ -151,15 +150,11 @@ class CaseStudyModel(Model):
         """(output label, scores) pairs for the `mlsd_prediction_score` histogram."""
         return ()
 
-    def output_specs(self) -> list[dict]:
-        return [spec.to_metadata() for spec in self.signature.outputs] + [
-            {"name": n, "datatype": d, "shape": [-1, *s]} for n, d, s in self.extra_outputs]
-
     def get_input_types(self) -> list[dict]:
         return [spec.to_metadata() for spec in self.signature.inputs]
 
     def get_output_types(self) -> list[dict]:
-        return self.output_specs()
+        return [spec.to_metadata() for spec in self.signature.outputs]
 
     # -- the request path --------------------------------------------------------------------------
 

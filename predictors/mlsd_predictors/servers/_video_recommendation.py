@@ -1,14 +1,18 @@
 """Video recommendation: user tower (ONNX) -> ANN over video embeddings (candidates) -> ranking
-model (ONNX) -> candidates re-ordered by predicted watch probability."""
+model (ONNX) -> the candidates re-ordered by predicted watch probability.
+
+`candidate_ids`/`scores` are what the Triton ensemble returns (retrieval order); `ranked_ids` /
+`ranked_scores` are the top 10 by score, the list a client shows.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from usearch.index import Index
 
-from mlsd_predictors.casestudies._ann import ann_search
-
+from ._ann_lookup import search
 from ._model import CaseStudyModel
+from ._signature import TensorSpec
 
 RETRIEVAL, RANKING, INDEX = "retrieval.onnx", "model.onnx", "videos.usearch"
 RANKED = 10
@@ -16,21 +20,23 @@ RANKED = 10
 
 class VideoRecommendationModel(CaseStudyModel):
     case_study = "video-recommendation"
+    request_graph = "retrieval"
     input_bounds = {"user_id": (0, None)}
-    extra_outputs = (("ranked_ids", "INT64", (RANKED,)), ("ranked_scores", "FP32", (RANKED,)))
 
     def setup(self) -> None:
         self.user_tower = self.session(RETRIEVAL)
         self.ranker = self.session(RANKING)
         self.index = Index.restore(str(self.model_dir / INDEX), view=True)
-        self.candidates = int(self.card.get("trainingConfig.candidates", "training.candidates",
-                                            "config.candidates", default=50))
+        self.candidates = int(self.card.training.get("candidates", 50))
+        k, ranked = self.candidates, min(RANKED, self.candidates)
+        self.outputs = (TensorSpec("candidate_ids", "INT64", (k,)), TensorSpec("scores", "FP32", (k,)),
+                        TensorSpec("ranked_ids", "INT64", (ranked,)), TensorSpec("ranked_scores", "FP32", (ranked,)))
 
     def compute(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         user = {"user_id": feeds["user_id"], "user_features": feeds["user_features"]}
-        embedding = self.user_tower.run(["user_embedding"], user)[0]
-        candidate_ids, _ = ann_search(self.index, embedding, self.candidates)
-        scores = self.ranker.run(["scores"], {**user, "candidate_ids": candidate_ids})[0]
+        (embedding,) = self.user_tower.run(["user_embedding"], user)
+        candidate_ids, _ = search(self.index, embedding, self.candidates)
+        (scores,) = self.ranker.run(["scores"], {**user, "candidate_ids": candidate_ids})
         order = np.argsort(-scores, axis=1, kind="stable")[:, :RANKED]
         return {"candidate_ids": candidate_ids, "scores": scores,
                 "ranked_ids": np.take_along_axis(candidate_ids, order, axis=1),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from usearch.index import Index
 
-from mlsd_predictors.casestudies._ann import ann_search
-
+from ._ann_lookup import search
 from ._model import CaseStudyModel
+from ._signature import TensorSpec
 
 GRAPH, INDEX = "model.onnx", "catalogue.usearch"
 
@@ -19,11 +19,14 @@ class VisualSearchModel(CaseStudyModel):
         self.encoder = self.session(GRAPH)
         # Memory-mapped: replicas on one node share the page cache instead of each holding a copy.
         self.index = Index.restore(str(self.model_dir / INDEX), view=True)
-        self.top_k = int(self.card.get("trainingConfig.top_k", "training.top_k", "config.top_k", default=10))
+        self.top_k = int(self.card.training.get("top_k", 10))
+        dim = int(self.card.training.get("embedding_dim", 64))
+        self.outputs = (TensorSpec("embedding", "FP32", (dim,)), TensorSpec("neighbour_ids", "INT64", (self.top_k,)),
+                        TensorSpec("neighbour_scores", "FP32", (self.top_k,)))
 
     def compute(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        embedding = self.encoder.run(["embedding"], {"image": feeds["image"]})[0]
-        ids, scores = ann_search(self.index, embedding, self.top_k)
+        (embedding,) = self.encoder.run(["embedding"], {"image": feeds["image"]})
+        ids, scores = search(self.index, embedding, self.top_k)
         return {"embedding": embedding, "neighbour_ids": ids, "neighbour_scores": scores}
 
     def scores(self, results):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from kserve import model_server
 
+from mlsd_predictors import CardError
+
 from ._errors import VariantNotServable
 from ._registry import CASE_STUDIES, model_class
 from ._server import DEFAULT_MAX_REQUEST_BYTES, PredictorServer
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                 ort_threads=args.ort_threads, workers=args.compute_workers)
     try:
         model.load()
-    except (VariantNotServable, FileNotFoundError) as err:
+    except (VariantNotServable, CardError, FileNotFoundError) as err:
         sys.exit(f"mlsd predictor: refusing to serve: {err}")
     PredictorServer(host=args.host, max_request_bytes=args.max_request_bytes, http_port=args.http_port,
                     grpc_port=args.grpc_port, workers=1, max_threads=args.max_threads,
