@@ -67,33 +67,49 @@ def true_probabilities(counts: dict[str, np.ndarray], shape: np.ndarray, colour:
 
 
 class Posts:
-    """A generated set of posts: token ids, images, true probabilities and sampled labels."""
+    """A generated set of posts: token ids, images, true probabilities and sampled labels.
+
+    Each post is "about" each harm with probability 0.2 (independently); being about a harm puts
+    its trigger words in the text and, half of the time or more, matching imagery in the picture
+    (red for violence, a cross for hate speech, a yellow circle or ring for nudity). Labels then
+    follow `true_probabilities` of what was actually generated.
+    """
 
     def __init__(self, n: int, rng: np.random.Generator) -> None:
-        self.objects = _shapes.generate(n, rng)
+        about = {harm: rng.random(n) < 0.2 for harm in HARM_CLASSES}
+        shape = rng.integers(0, len(_shapes.SHAPES), size=n)
+        colour = rng.integers(0, len(_shapes.COLOURS), size=n)
+        nudity = about["nudity"]
+        colour[nudity] = _shapes.COLOURS.index("yellow")
+        shape[nudity] = np.where(rng.random(nudity.sum()) < 0.7, _shapes.SHAPES.index("circle"), _shapes.SHAPES.index("ring"))
+        colour[about["violence"] & (rng.random(n) < 0.5)] = _shapes.COLOURS.index("red")
+        shape[about["hate_speech"] & (rng.random(n) < 0.5)] = _shapes.SHAPES.index("cross")
+        radius = rng.uniform(5, 10, size=n)
+        self.objects = _shapes.ShapeImages(_shapes.render(shape, colour, radius, rng), shape, colour, radius)
+
         length = rng.integers(6, MAX_TOKENS + 1, size=n)
         words = rng.integers(75, VOCABULARY, size=(n, MAX_TOKENS))  # neutral words
-        counts = {}
         for harm, triggers in TRIGGERS.items():
-            # 20% of posts are about this harm (1-4 trigger words), 5% carry one stray trigger.
-            about = rng.random(n) < 0.2
-            count = np.where(about, rng.integers(1, 5, size=n), (rng.random(n) < 0.05).astype(int))
+            # Posts about the harm carry 1-4 trigger words; 5% of the others one stray trigger.
+            count = np.where(about[harm], rng.integers(1, 5, size=n), (rng.random(n) < 0.05).astype(int))
             for row in np.flatnonzero(count):
                 slots = rng.choice(length[row], size=min(count[row], length[row]), replace=False)
                 words[row, slots] = rng.choice(triggers, size=len(slots))
         position = np.arange(MAX_TOKENS)[None, :]
-        for harm, triggers in TRIGGERS.items():
-            counts[harm] = (np.isin(words, triggers) & (position < length[:, None])).sum(axis=1)
-        self.token_ids = np.where(position < length[:, None], WORD_IDS[words], 0).astype(np.int64)
-        self.probabilities = true_probabilities(counts, self.objects.shape, self.objects.colour)
+        in_text = position < length[:, None]
+        counts = {harm: (np.isin(words, triggers) & in_text).sum(axis=1) for harm, triggers in TRIGGERS.items()}
+        self.token_ids = np.where(in_text, WORD_IDS[words], 0).astype(np.int64)
+        self.probabilities = true_probabilities(counts, shape, colour)
         self.labels = (rng.random(self.probabilities.shape) < self.probabilities).astype(np.float32)
 
 
 class EarlyFusionClassifier(nn.Module):
     """Text bag-of-hashed-tokens + CNN image features, concatenated, shared trunk, one head per class."""
 
-    def __init__(self, text_dim: int = 32, image_dim: int = 32, hidden: int = 64) -> None:
+    def __init__(self, text_dim: int = 8, image_dim: int = 32, hidden: int = 64) -> None:
         super().__init__()
+        # 8 dims are plenty for ~75 trigger words; wider tables memorise neutral-word combinations
+        # early and starve the image branch (measured: nudity AUC 0.55 at 32 dims vs 0.82 at 8).
         self.token_embedding = nn.Embedding(TEXT_BUCKETS, text_dim, padding_idx=0)
         # Small init: a sum of ~30 unit-variance random word vectors would drown the few triggers.
         nn.init.normal_(self.token_embedding.weight, std=0.02)
@@ -126,9 +142,10 @@ class HarmfulContent(CaseStudy):
         self.config = {
             "train_posts": 3000 if small else 16000,
             "test_posts": 1500 if small else 5000,
-            "epochs": 6 if small else 12,
+            "epochs": 8 if small else 10,
             "batch_size": 128,
             "learning_rate": 3e-3,
+            "text_embedding_dim": 8,
             "text_buckets": TEXT_BUCKETS,
             "max_tokens": MAX_TOKENS,
             "harm_classes": list(HARM_CLASSES),
@@ -138,7 +155,7 @@ class HarmfulContent(CaseStudy):
         rng = seeded(self.seed)
         self.train_posts = Posts(self.config["train_posts"], rng)
         self.test_posts = Posts(self.config["test_posts"], rng)
-        self.model = EarlyFusionClassifier()
+        self.model = EarlyFusionClassifier(text_dim=self.config["text_embedding_dim"])
         tokens = torch.from_numpy(self.train_posts.token_ids)
         images = torch.from_numpy(self.train_posts.objects.images)
         labels = torch.from_numpy(self.train_posts.labels)
