@@ -157,7 +157,8 @@ class VisualSearch(CaseStudy):
                 outputs=(("embedding", "FP32", (EMBEDDING_DIM,)), ("neighbour_ids", "INT64", (TOP_K,)),
                          ("neighbour_scores", "FP32", (TOP_K,))),
                 graph_file="model.onnx", index_file="catalogue.usearch",
-                parameters={"embedding_output": "embedding", "top_k": str(TOP_K)},
+                parameters={"embedding_output": "embedding", "top_k": str(TOP_K),
+                            "ids_output": "neighbour_ids", "scores_output": "neighbour_scores"},
             )
         ]  # fmt: skip
 
