@@ -56,19 +56,26 @@ def crd_command(
         output.write_text(text)
 
 
+def _valid_documents(files: list[Path]) -> tuple[list[tuple[str, ModelDeployment]], bool]:
+    """(label, object) for each valid document; every problem is reported; True if any was invalid."""
+    valid, invalid = [], False
+    for source, index, doc in _documents(files):
+        mdep, problems = validate_manifest(doc)
+        label = _label(source, index, doc)
+        for problem in problems:
+            _say(f"{label}: {problem}", "red")
+        invalid |= bool(problems)
+        if mdep is not None:
+            valid.append((label, mdep))
+    return valid, invalid
+
+
 def validate_command(
     files: Annotated[list[Path], typer.Argument(help="Manifests to check ('-' reads stdin).")],
 ) -> None:
     """Check ModelDeployment manifests against the schema and its rules; exit 1 on any problem."""
-    failed = False
-    for source, index, doc in _documents(files):
-        mdep, problems = validate_manifest(doc)
-        label = _label(source, index, doc)
-        if problems:
-            failed = True
-            for problem in problems:
-                _say(f"{label}: {problem}", "red")
-            continue
+    valid, failed = _valid_documents(files)
+    for label, mdep in valid:
         try:
             build_children(mdep)
         except UnsupportedSpec as exc:
@@ -92,15 +99,8 @@ def render_command(
     ownerReferences appear only when the manifest carries metadata.uid: the operator adds them."""
     config = RenderConfig(predictor_image=predictor_image, triton_image=triton_image, gateway=_gateway(gateway))
     out: list[dict[str, Any]] = []
-    failed = False
-    for source, index, doc in _documents(files):
-        mdep, problems = validate_manifest(doc)
-        label = _label(source, index, doc)
-        if problems:
-            failed = True
-            for problem in problems:
-                _say(f"{label}: {problem}", "red")
-            continue
+    valid, failed = _valid_documents(files)
+    for label, mdep in valid:
         traffic = None
         if canary_percent is not None and mdep.spec.canary is not None:
             traffic = TrafficState(canary_percent)
