@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/setup.sh
+hack/install-test-deps.sh
 if [[ -x hack/control-plane.sh ]]; then
     hack/control-plane.sh build
 fi
