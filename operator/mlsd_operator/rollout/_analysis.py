@@ -1,0 +1,99 @@
+"""The canary analysis: live metrics in, a verdict out. Pure; every branch is unit-tested."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from mlsd_operator.api import Analysis
+
+PSI_FLOOR = 1e-4     # empty buckets get this share, so PSI stays finite (the usual convention)
+
+
+class Decision(str, Enum):
+    WAIT = "Wait"       # not enough canary traffic yet for a verdict
+    PASS = "Pass"
+    FAIL = "Fail"
+
+
+@dataclass(frozen=True)
+class TrackMetrics:
+    """What Prometheus says about one track over the analysis window."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    latency_p99_ms: float | None = None       # None: no latency samples
+    scores: dict[str, list[float]] = field(default_factory=dict)   # output -> per-bucket counts
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+    requests: float
+    error_rate: float
+    latency_p99_ms: float | None
+    prediction_drift: float | None
+    failed_metric: str | None = None
+
+    def to_status(self, at: str) -> dict[str, object]:
+        out: dict[str, object] = {"at": at, "passed": self.decision == Decision.PASS, "reason": self.reason,
+                                  "requests": round(self.requests, 3), "errorRate": round(self.error_rate, 6)}
+        if self.latency_p99_ms is not None:
+            out["latencyP99Ms"] = round(self.latency_p99_ms, 3)
+        if self.prediction_drift is not None:
+            out["predictionDrift"] = round(self.prediction_drift, 6)
+        return out
+
+
+def psi(expected: list[float], actual: list[float]) -> float:
+    """Population stability index of `actual` against `expected` (per-bucket counts, same buckets)."""
+    if len(expected) != len(actual):
+        raise ValueError(f"histograms differ in buckets: {len(expected)} vs {len(actual)}")
+    total_e, total_a = sum(expected), sum(actual)
+    if total_e <= 0 or total_a <= 0:
+        return 0.0
+    value = 0.0
+    for e, a in zip(expected, actual):
+        pe = max(e / total_e, PSI_FLOOR)
+        pa = max(a / total_a, PSI_FLOOR)
+        value += (pa - pe) * math.log(pa / pe)
+    return value
+
+
+def drift(stable: TrackMetrics, canary: TrackMetrics) -> float | None:
+    """The largest PSI over the outputs both tracks report; None when there is nothing to compare."""
+    shared = [o for o in canary.scores if o in stable.scores]
+    if not shared:
+        return None
+    return max(psi(stable.scores[o], canary.scores[o]) for o in shared)
+
+
+def analyze(thresholds: Analysis, stable: TrackMetrics, canary: TrackMetrics) -> Verdict:
+    """Pass, fail or wait, with the first failing metric named (errors, then latency, then drift)."""
+    value_drift = drift(stable, canary)
+    common = dict(requests=canary.requests, error_rate=canary.error_rate,
+                  latency_p99_ms=canary.latency_p99_ms, prediction_drift=value_drift)
+    if canary.requests < thresholds.min_requests:
+        return Verdict(Decision.WAIT, f"canary served {canary.requests:.0f} of the {thresholds.min_requests} "
+                                      "requests needed for a verdict", **common)
+    if canary.error_rate > thresholds.max_error_rate:
+        return Verdict(Decision.FAIL, f"error rate {canary.error_rate:.4f} > {thresholds.max_error_rate}",
+                       failed_metric="errorRate", **common)
+    if canary.latency_p99_ms is not None and canary.latency_p99_ms > thresholds.max_latency_p99_ms:
+        return Verdict(Decision.FAIL, f"p99 latency {canary.latency_p99_ms:.1f}ms > {thresholds.max_latency_p99_ms}ms",
+                       failed_metric="latencyP99Ms", **common)
+    if value_drift is not None and value_drift > thresholds.max_prediction_drift:
+        return Verdict(Decision.FAIL, f"prediction drift (PSI) {value_drift:.3f} > {thresholds.max_prediction_drift}",
+                       failed_metric="predictionDrift", **common)
+    parts = [f"error rate {canary.error_rate:.4f}"]
+    if canary.latency_p99_ms is not None:
+        parts.append(f"p99 {canary.latency_p99_ms:.1f}ms")
+    if value_drift is not None:
+        parts.append(f"PSI {value_drift:.3f}")
+    return Verdict(Decision.PASS, "within thresholds: " + ", ".join(parts), **common)
