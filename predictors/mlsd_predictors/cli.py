@@ -93,3 +93,5 @@ def register(app: typer.Typer) -> None:
         except PredictorError as error:
             console.print(f"[red]build failed:[/red] {error}")
             raise typer.Exit(1) from error
+
+    from .serve import _cli as serve_cli; serve_cli.register(app)   # `mlsd serve` (predictor servers work)
