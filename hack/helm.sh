@@ -34,7 +34,7 @@ build() {
     exec 9>"${CACHE_ROOT}/.lock"
     flock 9
     is_current && return 0 # built by whoever held the lock before us
-    local started=${SECONDS} gomod kube major minor tmp
+    local started=${SECONDS} gomod kube major minor
     gomod=$("${GO}" mod download -json "helm.sh/helm/v3@${HELM_VERSION}" |
         sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
     # Helm's Makefile derives the default Kubernetes version (what `helm template` reports as
@@ -53,11 +53,11 @@ build() {
     ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${minor}"
     log "building helm ${HELM_VERSION} (Kubernetes libraries v${kube}; a cold build takes minutes)"
     # Into a temporary GOBIN, then renamed: an interrupted build never leaves a binary we trust.
-    tmp=$(mktemp -d "${CACHE_ROOT}/.build.XXXXXX")
-    trap 'rm -rf "${tmp}"' EXIT
-    GOBIN="${tmp}" "${GO}" install -p 2 -trimpath -ldflags "${ldflags}" \
+    BUILD_TMP=$(mktemp -d "${CACHE_ROOT}/.build.XXXXXX")
+    trap 'rm -rf "${BUILD_TMP}"' EXIT
+    GOBIN="${BUILD_TMP}" "${GO}" install -p 2 -trimpath -ldflags "${ldflags}" \
         "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
-    mv -f "${tmp}/helm" "${BIN}"
+    mv -f "${BUILD_TMP}/helm" "${BIN}"
     echo "${HELM_VERSION}" >"${CACHE_ROOT}/.version"
     log "built ${BIN} in $((SECONDS - started))s"
 }
