@@ -28,6 +28,7 @@ from ._contract import (
     triton_dir,
     triton_python_dir,
 )
+from ._report import figures_table, quality_table
 from ._errors import CardError, NotServableError, ParityError, PredictorError, RepositoryExistsError
 
 __all__ = [
@@ -50,9 +51,11 @@ __all__ = [
     "TensorSpec",
     "VariantSummary",
     "check_servable",
+    "figures_table",
     "kserve_dir",
     "load_card",
     "load_repository_card",
+    "quality_table",
     "repository_root",
     "triton_dir",
     "triton_python_dir",

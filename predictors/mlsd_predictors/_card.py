@@ -49,6 +49,7 @@ class GraphCard(_Schema):
     signature: Signature
     size_bytes: int
     parity_max_abs_error: float = Field(description="max |onnxruntime - torch fp32| over held-out rows")
+    parity_mean_abs_error: float = Field(description="mean |onnxruntime - torch fp32| over the same rows")
     latency_ms: Latency
     quantization: str
 

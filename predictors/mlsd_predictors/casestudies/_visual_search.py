@@ -58,10 +58,10 @@ class VisualSearch(CaseStudy):
     def __init__(self, *, small: bool, seed: int) -> None:
         super().__init__(small=small, seed=seed)
         self.config = {
-            "train_images": 1200 if small else 8000,
+            "train_images": 1200 if small else 6000,
             "catalogue_images": 500 if small else 3000,
             "query_images": 150 if small else 600,
-            "epochs": 6 if small else 12,
+            "epochs": 6 if small else 10,
             "batch_size": 64 if small else 256,
             "learning_rate": 3e-3,
             "temperature": 0.1,

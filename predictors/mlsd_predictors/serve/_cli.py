@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -25,6 +26,9 @@ def serve(
     """Serve a ModelDeployment locally: build missing versions, start each track, split and mirror traffic."""
     from ._run import LocalDeployment, run
 
+    # Ctrl-C must work even when started with SIGINT ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     console = Console(stderr=True)
     manifest = file or REPO_SAMPLE
     try:
@@ -59,6 +63,10 @@ def serve(
     finally:
         status.stop()
     console.print("stopped")
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:

@@ -7,15 +7,20 @@ from pathlib import Path
 import pytest
 
 from mlsd_predictors import (
+    CASE_STUDIES,
     CardError,
     ModelCard,
     NotServableError,
     RepositoryCard,
     check_servable,
+    figures_table,
     load_card,
     load_repository_card,
+    quality_table,
 )
 from mlsd_predictors._card import dump_card
+
+from .conftest import VERSION
 
 
 def test_round_trip(cards: dict[str, ModelCard], summary: RepositoryCard, tmp_path: Path) -> None:
@@ -59,3 +64,9 @@ def test_refusal_survives_a_round_trip(cards: dict[str, ModelCard], tmp_path: Pa
     dump_card(not_servable(cards["fp16"], 0.5), tmp_path / "model-card.json")
     with pytest.raises(NotServableError, match="fp16"):
         check_servable(load_card(tmp_path))
+
+
+def test_figures_tables_read_every_case(repository_out: Path) -> None:
+    figures = figures_table(repository_out, VERSION)
+    assert figures.count("\n") == 2 + 3 * len(CASE_STUDIES)
+    assert all(case in figures and case in quality_table(repository_out, VERSION) for case in CASE_STUDIES)
