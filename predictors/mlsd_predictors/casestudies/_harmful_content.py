@@ -21,7 +21,7 @@ from torch import nn
 
 from . import _metrics, _shapes
 from ._base import CaseStudy, EpochCallback, Evaluation, Graph, Precision, Runner, TritonStep
-from ._training import fit, seeded
+from ._training import fit, predict, seeded
 
 HARM_CLASSES = ("violence", "nudity", "hate_speech", "spam")
 MAX_TOKENS = 32
@@ -142,6 +142,7 @@ class HarmfulContent(CaseStudy):
         self.config = {
             "train_posts": 3000 if small else 16000,
             "test_posts": 1500 if small else 5000,
+            "validation_posts": 800 if small else 2000,
             "epochs": 8 if small else 10,
             "batch_size": 128,
             "learning_rate": 3e-3,
@@ -166,6 +167,14 @@ class HarmfulContent(CaseStudy):
         c = self.config
         fit(self.model, loss, rows=c["train_posts"], epochs=c["epochs"], batch_size=c["batch_size"],
             lr=c["learning_rate"], seed=self.seed, stage="classifier", on_epoch=on_epoch)  # fmt: skip
+        # Per-class decision thresholds (max F1) on separate validation posts, for servers that
+        # return decisions; AUC, the reported metric, does not depend on them.
+        validation = Posts(c["validation_posts"], rng)
+        scores = predict(self.model, validation.token_ids, validation.objects.images)[0]
+        self.decision_thresholds = {
+            harm: round(_metrics.best_f1_threshold(validation.labels[:, i], scores[:, i]), 4)
+            for i, harm in enumerate(HARM_CLASSES)
+        }
 
     def graphs(self) -> list[Graph]:
         train = self.train_posts
@@ -197,7 +206,7 @@ class HarmfulContent(CaseStudy):
         return self._aucs(constant)
 
     def training_config(self) -> dict:
-        return self.config
+        return {**self.config, "decision_thresholds": self.decision_thresholds}
 
     def labels(self) -> list[str]:
         return list(HARM_CLASSES)

@@ -75,3 +75,17 @@ def histogram(values: np.ndarray, *, bins: int = 20, low: float | None = None, h
         "binEdges": [round(float(e), 6) for e in edges],
         "fractions": [round(float(c) / max(v.size, 1), 6) for c in counts],
     }
+
+
+def best_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold (predict positive when score >= it) with the highest F1."""
+    y = np.asarray(labels).astype(bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    true_positives = np.cumsum(y)
+    predicted = np.arange(1, len(s) + 1)
+    f1 = 2 * true_positives / (predicted + max(int(y.sum()), 1))
+    last_of_run = np.r_[s[1:] != s[:-1], True]  # a threshold admits every tied score
+    best = int(np.argmax(np.where(last_of_run, f1, -1.0)))
+    return float(s[best])

@@ -61,6 +61,8 @@ def test_case_specific_quality(cards: dict[str, ModelCard], case: str) -> None:
     elif case == "harmful-content":
         assert all(m[f"auc_{c}"] > 0.65 for c in cards["fp32"].labels)  # every head learnt something
         assert m["mean_auc"] <= m["bayes_mean_auc"] + 0.02  # nothing beats the generator's truth
+        thresholds = cards["fp32"].training["decision_thresholds"]
+        assert set(thresholds) == set(cards["fp32"].labels) and all(0 < t < 1 for t in thresholds.values())
     elif case == "video-recommendation":
         recall = next(k for k in m if k.startswith("recall@"))
         assert m[recall] > base[recall] + 0.3

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlsd_predictors.casestudies._metrics import histogram, log_loss, ndcg_at_k, precision_at_k, recall_at_k, roc_auc
+from mlsd_predictors.casestudies._metrics import best_f1_threshold, histogram, log_loss, ndcg_at_k, precision_at_k, recall_at_k, roc_auc
 
 
 @settings(max_examples=50, deadline=None)
@@ -39,3 +39,10 @@ def test_histogram_fractions_cover_all_values() -> None:
     h = histogram(np.array([-5.0, 0.1, 0.5, 0.9, 7.0]), bins=4, low=0.0, high=1.0)
     assert len(h["binEdges"]) == 5 and sum(h["fractions"]) == pytest.approx(1.0)
     assert h["fractions"][0] == pytest.approx(0.4)  # -5 clipped into the first bin with 0.1
+
+
+def test_best_f1_threshold() -> None:
+    labels = np.array([1, 1, 0, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.1])
+    # Thresholds 0.8 (F1 0.8) and 0.6 (F1 6/7): 0.6 wins.
+    assert best_f1_threshold(labels, scores) == pytest.approx(0.6)
