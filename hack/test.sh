@@ -8,6 +8,7 @@ hack/install-test-deps.sh
 if [[ -x hack/control-plane.sh ]]; then
     hack/control-plane.sh build
 fi
+hack/helm.sh build
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

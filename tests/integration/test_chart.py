@@ -1,0 +1,261 @@
+"""`helm install` of charts/mlsd-operator into the real control plane, then the operator itself run as
+a local process exactly as the installed Deployment says (command, args, env, under the chart's
+ServiceAccount), bringing a sample installed by the chart to Ready; `helm uninstall` then removes
+everything but the CRD.
+
+The operator Deployment's own pods land on kwok nodes, which play the kubelet without running
+containers (there is no container engine here): they prove the Deployment is accepted, scheduled
+and reported Available (`helm install --wait`), while the process below does the real work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from mlsd_operator import _yaml
+from tests.conftest import REPO, upstream_crds_dir
+from tests.integration.operator_harness import free_port
+from tests.unit.test_chart import CHART, helm, values_file
+
+VENV_BIN = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv") / "bin"
+# What the chart creates (CRD aside), as kubectl resource names, for the uninstall check.
+RELEASE_KINDS = "deployment,service,serviceaccount,role,rolebinding"
+CLUSTER_KINDS = "clusterrole,clusterrolebinding"
+
+
+def install_upstream_crds(plane) -> None:
+    """KServe and Gateway API CRDs only: ours comes from the chart's crds/ (or is already there,
+    from another test of this session; Helm then leaves it alone)."""
+    files = sorted((upstream_crds_dir() / "kserve").glob("*.yaml")) + sorted((upstream_crds_dir() / "gateway-api").glob("*.yaml"))
+    for path in files:
+        plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+
+
+def model_store(plane, namespace: str) -> str:
+    """The `models` claim the samples' pvc:// URIs name, pre-bound to a PV so pods can schedule."""
+    pv = f"models-{namespace}"[:63]
+    plane.kubectl("apply", "-f", "-", input=_yaml.dump_all([
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"], "storageClassName": "",
+                  "hostPath": {"path": "/srv/models"}, "claimRef": {"namespace": namespace, "name": "models"}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": namespace},
+         "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": pv,
+                  "resources": {"requests": {"storage": "1Gi"}}}},
+    ]))
+    return pv
+
+
+def service_account_kubeconfig(plane, namespace: str, name: str, path: Path) -> Path:
+    """A kubeconfig holding a token of the chart's ServiceAccount: the operator gets exactly the
+    permissions the chart grants."""
+    token = plane.kubectl("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip()
+    cluster = _yaml.load_all(plane.kubeconfig_path)[0]["clusters"][0]
+    path.write_text(_yaml.dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [cluster],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": name}}],
+    }))
+    return path
+
+
+class DeploymentProcess:
+    """The operator container of a rendered Deployment, run as a local process: the same command,
+    args and env (downward-API fields resolved as the kubelet would), with its two ports moved to
+    free ones so the test never collides with anything on this machine."""
+
+    def __init__(self, deployment: dict[str, Any], kubeconfig: Path, log_path: Path):
+        pod = deployment["spec"]["template"]["spec"]
+        (self.container,) = pod["containers"]
+        self.pod_name = f"{deployment['metadata']['name']}-local"
+        self.namespace = deployment["metadata"]["namespace"]
+        self.health_port, self.metrics_port = free_port(), free_port()
+        self.log_path = log_path
+        self.env = {"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/tmp"),
+                    "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
+        for var in self.container["env"]:
+            self.env[var["name"]] = var["value"] if "value" in var else self._field(var["valueFrom"])
+        self.process: subprocess.Popen | None = None
+
+    def _field(self, source: dict[str, Any]) -> str:
+        path = source["fieldRef"]["fieldPath"]
+        return {"metadata.name": self.pod_name, "metadata.namespace": self.namespace}[path]
+
+    def argv(self) -> list[str]:
+        command = list(self.container["command"])
+        command[0] = str(VENV_BIN / command[0])          # `mlsd`, from this checkout's venv
+        args = []
+        for arg in self.container["args"]:
+            if arg.startswith("--health-port="):
+                arg = f"--health-port={self.health_port}"
+            elif arg.startswith("--metrics-port="):
+                arg = f"--metrics-port={self.metrics_port}"
+            args.append(arg)
+        return command + args
+
+    def start(self) -> "DeploymentProcess":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                        cwd="/", start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as reply:
+                    if reply.status == 200 and b"standby" not in reply.read():
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"operator not leading and healthy after 60s:\n{self.log_tail()}")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+            return reply.read().decode()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait(10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def run_samples_cleanup_hook(plane, release: str, namespace: str, tmp_path: Path) -> None:
+    hooks = _yaml.load_all_text(kube_helm(plane, "get", "hooks", release, "-n", namespace).stdout)
+    (job,) = [h for h in hooks if h["kind"] == "Job"]
+    plane.kubectl("apply", "-f", "-", input=_yaml.dump_all([h for h in hooks if h["kind"] != "Job"]))
+    pod = job["spec"]["template"]["spec"]
+    kubeconfig = service_account_kubeconfig(plane, namespace, pod["serviceAccountName"], tmp_path / "hook.kubeconfig")
+    (container,) = pod["containers"]
+    command = [str(VENV_BIN / container["command"][0]), *container["command"][1:], *container["args"]]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=200, cwd="/",
+                            env={"PATH": os.environ["PATH"], "KUBECONFIG": str(kubeconfig)})
+    assert result.returncode == 0, f"the samples-cleanup hook failed:\n{result.stdout}{result.stderr}"
+    assert "deleting " in result.stdout
+
+
+def eventually(operator: DeploymentProcess, predicate, what: str, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n{operator.log_tail()}")
+        time.sleep(0.3)
+
+
+def kube_helm(plane, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return helm(*args, "--kubeconfig", str(plane.kubeconfig_path), check=check)
+
+
+def names(plane, kinds: str, *scope: str, selector: str) -> list[str]:
+    out = plane.kubectl("get", kinds, *scope, "-l", selector, "-o", "name").stdout
+    return sorted(out.split())
+
+
+@pytest.fixture
+def models_namespace(control_plane, api_client):
+    """A second namespace, for the workloads: the operator lives in its own (the `namespace` fixture)."""
+    name = f"models-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    pv = model_store(control_plane, name)
+    yield name
+    control_plane.kubectl("delete", "pv", pv, "--wait=false", check=False)
+    core.delete_namespace(name)
+
+
+@pytest.mark.parametrize("mode", ["namespaced", "cluster-wide"])
+def test_helm_install_runs_a_sample_to_ready_and_uninstall_keeps_only_the_crd(
+        mode, control_plane, api_client, namespace, models_namespace, tmp_path):
+    install_upstream_crds(control_plane)
+    release = f"mlsd-{uuid.uuid4().hex[:6]}"
+    values = {
+        "samples": {"enabled": True, "namespace": models_namespace, "include": ["visual-search"]},
+        # Short periods so the test does not wait on production timings.
+        "leaseSeconds": 6, "dependencyRetrySeconds": 2,
+    }
+    if mode == "namespaced":
+        values["watchNamespaces"] = [models_namespace]
+    started = time.monotonic()
+    kube_helm(control_plane, "install", release, str(CHART), "-n", namespace, "--wait", "--timeout", "120s",
+              "-f", str(values_file(values, tmp_path)))
+    install_seconds = time.monotonic() - started
+    custom = client.CustomObjectsApi(api_client)
+    apps = client.AppsV1Api(api_client)
+
+    # The CRD came with the chart (or was there already), and the operator Deployment is Available
+    # on (kwok) nodes with 2 replicas: the chart's pod spec passes the real API server and scheduler.
+    control_plane.kubectl("get", "crd", "modeldeployments.mlsd.io")
+    manifest = _yaml.load_all_text(kube_helm(control_plane, "get", "manifest", release, "-n", namespace).stdout)
+    (deployment,) = [d for d in manifest if d["kind"] == "Deployment"]
+    live = apps.read_namespaced_deployment(deployment["metadata"]["name"], namespace)
+    assert (live.status.available_replicas, live.spec.replicas) == (2, 2)
+
+    account = next(d for d in manifest if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    kubeconfig = service_account_kubeconfig(control_plane, namespace, account, tmp_path / "operator.kubeconfig")
+    operator = DeploymentProcess(deployment, kubeconfig, tmp_path / "operator.log")
+    operator.start()
+    try:
+        phase = lambda: custom.get_namespaced_custom_object(  # noqa: E731
+            "mlsd.io", "v1alpha1", models_namespace, "modeldeployments", "visual-search").get("status", {}).get("phase")
+        started = time.monotonic()
+        eventually(operator, lambda: phase() == "Ready", "the chart's visual-search sample to be Ready")
+        ready_seconds = time.monotonic() - started
+        lease = client.CoordinationV1Api(api_client).read_namespaced_lease("mlsd-operator", namespace)
+        assert lease.spec.holder_identity == operator.pod_name
+        assert "mlsd_operator_reconciles_total" in operator.metrics()
+        forbidden = [line for line in operator.log_tail(10_000).splitlines() if "Forbidden" in line]
+        assert not forbidden, "the chart's RBAC misses a permission:\n" + "\n".join(forbidden[:5])
+        rss = operator.rss_mib()
+        print(f"\n[{mode}] helm install --wait {install_seconds:.1f}s; sample Ready {ready_seconds:.1f}s after "
+              f"the operator led; operator RSS {rss:.0f} MiB")
+        # `helm uninstall` first runs the chart's pre-delete hook, which deletes the samples while
+        # the operator still runs (it must release its finalizer). kwok only pretends to run the
+        # hook's pod, so the hook's objects are applied as Helm would and its container is run here.
+        run_samples_cleanup_hook(control_plane, release, namespace, tmp_path)
+        assert not custom.list_namespaced_custom_object(
+            "mlsd.io", "v1alpha1", models_namespace, "modeldeployments")["items"], "the hook left a sample"
+    finally:
+        operator.stop()
+
+    selector = f"app.kubernetes.io/instance={release}"
+    assert names(control_plane, RELEASE_KINDS, "-n", namespace, selector=selector)
+    kube_helm(control_plane, "uninstall", release, "-n", namespace, "--wait", "--timeout", "120s")
+    assert names(control_plane, RELEASE_KINDS, "-n", namespace, selector=selector) == []
+    assert names(control_plane, "rolebinding", "-n", models_namespace, selector=selector) == []
+    assert names(control_plane, CLUSTER_KINDS, selector=selector) == []
+    assert not custom.list_namespaced_custom_object(
+        "mlsd.io", "v1alpha1", models_namespace, "modeldeployments")["items"], "the chart's sample survived"
+    control_plane.kubectl("get", "crd", "modeldeployments.mlsd.io")   # Helm never deletes CRDs
