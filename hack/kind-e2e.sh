@@ -18,7 +18,8 @@
 #  5. model repositories built with `mlsd build --small` and copied onto the `models` PVC
 #  6. samples applied: the Triton one (video-recommendation) becomes Ready, and the GPU one
 #     (visual-search) is scheduled on the GPU worker only
-#  7. inference with tritonclient on the stable track (HTTP, through a port-forward)
+#  7. inference with the tritonclient example client, HTTP and gRPC, on the stable and canary
+#     track Services (through port-forwards)
 #  8. canary: once v2 is available the HTTPRoute carries its first step (95/5) and status says so
 #  9. helm uninstall removes the release but keeps the CRD; the cluster is deleted
 set -euo pipefail
@@ -153,33 +154,19 @@ for node in $(kubectl -n "${DEMO_NS}" get pods -l mlsd.io/case-study=visual-sear
 done
 kubectl -n "${DEMO_NS}" get mdep
 
-log "7. inference through tritonclient"
-kubectl -n "${DEMO_NS}" port-forward svc/video-recs 18000:8000 >"${WORK}/port-forward.log" 2>&1 &
-PORT_FORWARD_PID=$!
-wait_until 60 "the port-forward" bash -c "curl -sf localhost:18000/v2/health/ready"
-"${PY}" - <<'EOF'
-# Every model the server has loaded gets one request shaped from its own metadata (batch 1).
-import numpy as np
-import tritonclient.http as httpclient
-from tritonclient.utils import triton_to_np_dtype
-
-client = httpclient.InferenceServerClient("localhost:18000")
-assert client.is_server_ready(), "tritonserver not ready"
-models = [m["name"] for m in client.get_model_repository_index() if m.get("state") == "READY"]
-assert models, "no model is READY"
-for name in models:
-    meta = client.get_model_metadata(name)
-    inputs = []
-    for spec in meta["inputs"]:
-        shape = [1 if d < 0 else d for d in spec["shape"]]
-        tensor = httpclient.InferInput(spec["name"], shape, spec["datatype"])
-        tensor.set_data_from_numpy(np.zeros(shape, dtype=triton_to_np_dtype(spec["datatype"])))
-        inputs.append(tensor)
-    result = client.infer(name, inputs)
-    outputs = {o["name"]: result.as_numpy(o["name"]).shape for o in meta["outputs"]}
-    print(f"inference ok: {name} -> {outputs}")
-EOF
-kill "${PORT_FORWARD_PID}" && unset PORT_FORWARD_PID
+log "7. inference through tritonclient (examples/clients), HTTP and gRPC, stable and canary tracks"
+kubectl -n "${DEMO_NS}" rollout status deploy/video-recs-v1 --timeout=600s
+kubectl -n "${DEMO_NS}" rollout status deploy/video-recs-v2 --timeout=600s
+# The stable Service (video-recs) and the canary's own track Service (video-recs-v2).
+for service in video-recs video-recs-v2; do
+    kubectl -n "${DEMO_NS}" port-forward "svc/${service}" 18000:8000 18001:8001 >"${WORK}/port-forward.log" 2>&1 &
+    PORT_FORWARD_PID=$!
+    wait_until 60 "the port-forward to ${service}" curl -sf localhost:18000/v2/health/ready
+    "${PY}" examples/clients/video_recommendation.py --url localhost:18000
+    "${PY}" examples/clients/video_recommendation.py --protocol grpc --url localhost:18001
+    kill "${PORT_FORWARD_PID}" && wait "${PORT_FORWARD_PID}" 2>/dev/null || true
+    unset PORT_FORWARD_PID
+done
 
 log "8. canary rollout"
 wait_until 600 "the HTTPRoute to carry the first canary step (95/5)" bash -c \
