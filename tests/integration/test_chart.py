@@ -259,3 +259,15 @@ def test_helm_install_runs_a_sample_to_ready_and_uninstall_keeps_only_the_crd(
     assert not custom.list_namespaced_custom_object(
         "mlsd.io", "v1alpha1", models_namespace, "modeldeployments")["items"], "the chart's sample survived"
     control_plane.kubectl("get", "crd", "modeldeployments.mlsd.io")   # Helm never deletes CRDs
+
+
+def test_kustomize_base_is_accepted_by_the_api_server(control_plane):
+    """`kubectl apply -k manifests/` as a server-side dry run: every object passes the real API
+    server's validation and admission (tests/unit/test_chart.py shows it equals the chart)."""
+    control_plane.kubectl("create", "namespace", "mlsd-system", check=False)   # dry-run objects need it
+    out = control_plane.kubectl("apply", "-k", str(REPO / "manifests"), "--server-side", "--force-conflicts",
+                                "--dry-run=server").stdout
+    for expected in ("customresourcedefinition.apiextensions.k8s.io/modeldeployments.mlsd.io",
+                     "clusterrole.rbac.authorization.k8s.io/mlsd-operator", "deployment.apps/mlsd-operator",
+                     "service/mlsd-operator-metrics", "serviceaccount/mlsd-operator"):
+        assert expected in out, out
