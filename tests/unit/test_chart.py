@@ -164,8 +164,9 @@ def check_service_monitor(monitor: dict[str, Any], docs: list[dict[str, Any]]) -
 def test_rendered_crd_is_the_generated_one(tmp_path):
     crds = by_kind(render({}, tmp_path), "CustomResourceDefinition")
     committed = _yaml.load_all(REPO / "manifests" / "crds" / "mlsd.io_modeldeployments.yaml")
-    assert crds == committed
-    assert crds == [crd()], "charts/mlsd-operator/crds is stale: run hack/update-chart.sh"
+    stale = "charts/mlsd-operator/crds is stale: run hack/update-chart.sh (after `mlsd crd -o manifests/crds/...`)"
+    assert crds == committed, stale
+    assert crds == [crd()], stale
 
 
 def test_chart_samples_are_copies_of_manifests_samples():
