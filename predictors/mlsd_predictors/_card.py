@@ -39,6 +39,7 @@ class Latency(_Schema):
     batch64: float
     threads: int
     repeats: int
+    load_average: float = Field(description="host 1-minute load average when measured (context for the figures)")
 
 
 class GraphCard(_Schema):
