@@ -135,3 +135,22 @@ def test_triton_rejects_the_same_requests(protocol, triton_server) -> None:
             c.infer(CASE, infer_inputs(module, feeds))
         assert err.value.status() in ("400", "StatusCode.INVALID_ARGUMENT"), (feeds.keys(), err.value)
     assert c.infer(CASE, infer_inputs(module, good())).as_numpy("click_probability").shape == (1, 1)
+
+
+def test_not_servable_variant_is_refused_at_start(models_root, tmp_path) -> None:
+    """The predictor entrypoint exits with the card's reason instead of serving a gated variant."""
+    import shutil
+    import subprocess
+    import sys
+
+    variant = tmp_path / "int8"
+    shutil.copytree(models_root / CASE / "1" / "kserve" / "int8", variant)
+    card = json.loads((variant / "model-card.json").read_text())
+    card["servable"] = False
+    card["notServableReason"] = "auc is 2.00% worse than fp32 (threshold 1.00%)"
+    (variant / "model-card.json").write_text(json.dumps(card))
+    result = subprocess.run([sys.executable, "-m", "mlsd_predictors.servers.kserve", f"--case_study={CASE}",
+                             f"--model_dir={variant}", "--host=127.0.0.1", "--http_port=0", "--grpc_port=0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "refusing to serve" in result.stderr and "not servable: auc is 2.00% worse" in result.stderr

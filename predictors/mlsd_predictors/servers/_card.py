@@ -1,17 +1,86 @@
-"""What a predictor takes from a variant's model card (`mlsd_predictors.ModelCard`, written by
-`mlsd build`): the request signature of one of its graphs, and the servable gate."""
+"""What a predictor takes from a variant's model card (`model-card.json`, written by `mlsd build`).
+
+Read leniently on purpose: the predictor needs the signature, the servable gate and a few values
+(labels, calibration, top-k), and must keep serving models built by an older or newer `mlsd build`
+whose cards gained or lost descriptive fields (latency, sizes, ...). The full schema and its strict
+validation are `mlsd_predictors.ModelCard`; only `schemaVersion` must match.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from mlsd_predictors import ModelCard, check_servable, load_card
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from mlsd_predictors import CARD_FILE, CardError
 
 from ._errors import VariantNotServable
 from ._signature import Signature, TensorSpec
 
 DEFAULT_MAX_BATCH_SIZE = 64
 """Same as the Triton configs `mlsd build` writes, so both runtimes refuse the same batches."""
+SCHEMA_VERSION = 1
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class _Tensor(_Lenient):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class _Signature(_Lenient):
+    inputs: list[_Tensor]
+    outputs: list[_Tensor]
+
+
+class _Graph(_Lenient):
+    role: str
+    file: str
+    signature: _Signature
+
+
+class ServingCard(_Lenient):
+    schema_version: int
+    case_study: str
+    version: int | str
+    precision: str
+    signature: _Signature
+    graphs: list[_Graph] = []
+    labels: list[str] | None = None
+    metrics: dict[str, float] = {}
+    training: dict[str, Any] = {}
+    primary_metric: str = ""
+    relative_drop: dict[str, float] = {}
+    max_relative_drop: float | None = None
+    servable: bool
+    not_servable_reason: str | None = None
+
+
+def load_servable(model_dir: Path) -> ServingCard:
+    """The card in `model_dir`; VariantNotServable (naming variant, metric and drop) if gated."""
+    path = Path(model_dir) / CARD_FILE
+    try:
+        card = ServingCard.model_validate_json(path.read_bytes())
+    except FileNotFoundError as err:
+        raise CardError(f"no model card at {path}: is this a `mlsd build` variant "
+                        "(<out>/<case>/<V>/kserve/<precision>)?") from err
+    except ValidationError as err:
+        raise CardError(f"{path} is not a model card this predictor can read: {err}") from err
+    if card.schema_version != SCHEMA_VERSION:
+        raise CardError(f"{path}: card schema version {card.schema_version}, this predictor reads {SCHEMA_VERSION}")
+    if not card.servable:
+        metric = card.primary_metric
+        drop = card.relative_drop.get(metric)
+        detail = card.not_servable_reason or (f"{metric} is {drop:.2%} worse than fp32" if drop is not None else "")
+        raise VariantNotServable(f"{card.case_study} v{card.version} {card.precision} is not servable: {detail}; "
+                                 "serve another precision or rebuild")
+    return card
 
 
 def _dims(shape: list[int]) -> tuple[int, ...]:
@@ -19,17 +88,7 @@ def _dims(shape: list[int]) -> tuple[int, ...]:
     return tuple(int(d) for d in shape[1:])
 
 
-def load_servable(model_dir: Path) -> ModelCard:
-    """The card in `model_dir`; VariantNotServable (naming variant, metric and drop) if gated."""
-    card = load_card(Path(model_dir))
-    try:
-        check_servable(card)
-    except Exception as err:   # NotServableError
-        raise VariantNotServable(str(err)) from err
-    return card
-
-
-def request_signature(card: ModelCard, graph_role: str, outputs: tuple[TensorSpec, ...],
+def request_signature(card: ServingCard, graph_role: str, outputs: tuple[TensorSpec, ...],
                       max_batch_size: int | None) -> Signature:
     """Inputs of the graph that receives the request, with the outputs the predictor returns."""
     graph = next((g for g in card.graphs if g.role == graph_role), None)
