@@ -209,8 +209,12 @@ def test_helm_install_runs_a_sample_to_ready_and_uninstall_keeps_only_the_crd(
     if mode == "namespaced":
         values["watchNamespaces"] = [models_namespace]
     started = time.monotonic()
-    kube_helm(control_plane, "install", release, str(CHART), "-n", namespace, "--wait", "--timeout", "120s",
-              "-f", str(values_file(values, tmp_path)))
+    installed = kube_helm(control_plane, "install", release, str(CHART), "-n", namespace, "--wait", "--timeout", "120s",
+                          "-f", str(values_file(values, tmp_path))).stdout
+    notes = installed[installed.index("NOTES:"):]
+    assert f"rollout status deployment/{release}-mlsd-operator" in notes, notes
+    assert (f"these namespaces only: {models_namespace}" if mode == "namespaced" else "every namespace") in notes, notes
+    assert "WARNING" not in notes and "except the ModelDeployment CRD" in notes, notes
     install_seconds = time.monotonic() - started
     custom = client.CustomObjectsApi(api_client)
     apps = client.AppsV1Api(api_client)
@@ -239,6 +243,7 @@ def test_helm_install_runs_a_sample_to_ready_and_uninstall_keeps_only_the_crd(
         forbidden = [line for line in operator.log_tail(10_000).splitlines() if "Forbidden" in line]
         assert not forbidden, "the chart's RBAC misses a permission:\n" + "\n".join(forbidden[:5])
         rss = operator.rss_mib()
+        print(notes if mode == "namespaced" else "")
         print(f"\n[{mode}] helm install --wait {install_seconds:.1f}s; sample Ready {ready_seconds:.1f}s after "
               f"the operator led; operator RSS {rss:.0f} MiB")
         # `helm uninstall` first runs the chart's pre-delete hook, which deletes the samples while

@@ -60,9 +60,10 @@ def helm_version() -> str:
 def helm_binary() -> Path:
     """$MLSD_HELM, else where `hack/helm.sh build` puts the pinned helm."""
     if explicit := os.environ.get("MLSD_HELM"):
-        return Path(explicit)
-    root = os.environ.get("MLSD_CACHE") or str(Path.home() / ".cache" / "mlsd")
-    path = Path(root) / "helm" / helm_version() / "helm"
+        path = Path(explicit)
+    else:
+        root = os.environ.get("MLSD_CACHE") or str(Path.home() / ".cache" / "mlsd")
+        path = Path(root) / "helm" / helm_version() / "helm"
     if not (path.is_file() and os.access(path, os.X_OK)):
         pytest.fail(f"helm not found at {path}: run `hack/helm.sh build` (builds Helm {helm_version()} "
                     "from the Go module proxy; hack/test.sh does it) or set MLSD_HELM", pytrace=False)
