@@ -10,7 +10,9 @@ class PredictorError(Exception):
 class NotServableError(PredictorError):
     """A model variant failed its quality gate; servers and the operator refuse to serve it."""
 
-    def __init__(self, *, case_study: str, version: int, precision: str, metric: str, drop: float, threshold: float) -> None:
+    def __init__(
+        self, *, case_study: str, version: int, precision: str, metric: str, drop: float, threshold: float
+    ) -> None:
         self.case_study, self.version, self.precision = case_study, version, precision
         self.metric, self.drop, self.threshold = metric, drop, threshold
         super().__init__(

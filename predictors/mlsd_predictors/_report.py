@@ -11,7 +11,8 @@ from ._contract import CASE_STUDIES, repository_root
 def figures_table(out: Path | str, version: int) -> str:
     """One row per case study and precision: primary metric, drop, servable, latency, size."""
     rows = [
-        "| case study | metric | variant | value | drop vs fp32 | servable | latency b1 (ms) | latency b64 (ms) | size (MB) | parity max abs err |",
+        "| case study | metric | variant | value | drop vs fp32 | servable | latency b1 (ms) | latency b64 (ms) "
+        "| size (MB) | parity max abs err |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in CASE_STUDIES:

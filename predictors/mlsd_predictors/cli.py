@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from ._card import RepositoryCard
 
 console = Console()
+_CASE_HELP = f"Case study: {', '.join(CASE_STUDIES)}."
+_DROP_HELP = "Largest relative drop of the primary metric vs fp32 for a servable variant."
 
 
 class _ProgressReporter:
@@ -63,14 +65,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("build")
     def build(
-        case: Annotated[str | None, typer.Argument(help=f"Case study: {', '.join(CASE_STUDIES)}.", show_default=False)] = None,
+        version: Annotated[int, typer.Option("--version", min=1, help="Model version (positive integer).")],
+        out: Annotated[Path, typer.Option("--out", help="Repository root; writes <out>/<case>/<version>.")],
+        case: Annotated[str | None, typer.Argument(help=_CASE_HELP, show_default=False)] = None,
         all_cases: Annotated[bool, typer.Option("--all", help="Build every case study.")] = False,
-        version: Annotated[int, typer.Option("--version", min=1, help="Model version (positive integer).")] = ...,  # type: ignore[assignment]
-        out: Annotated[Path, typer.Option("--out", help="Repository root; writes <out>/<case>/<version>.")] = ...,  # type: ignore[assignment]
         small: Annotated[bool, typer.Option("--small", help="Small data and few epochs (seconds; for tests).")] = False,
         seed: Annotated[int, typer.Option("--seed", help="Seed for data generation and training.")] = 0,
-        max_drop: Annotated[float, typer.Option("--max-drop", min=0.0, max=0.99,
-            help="Largest relative drop of the primary metric vs fp32 for a servable variant.")] = DEFAULT_MAX_RELATIVE_DROP,  # fmt: skip
+        max_drop: Annotated[float, typer.Option("--max-drop", min=0.0, max=0.99, help=_DROP_HELP)] = DEFAULT_MAX_RELATIVE_DROP,
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing version.")] = False,
     ) -> None:
         """Train, export to ONNX, make fp32/fp16/int8 variants, evaluate them and write the model repository."""
@@ -80,7 +81,9 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"unknown case study {case!r}; choose one of {', '.join(CASE_STUDIES)}")
         from .build import BuildOptions, build_case_study  # torch is imported only when building
 
-        options = BuildOptions(version=version, out=out, small=small, seed=seed, max_relative_drop=max_drop, overwrite=overwrite)
+        options = BuildOptions(
+            version=version, out=out, small=small, seed=seed, max_relative_drop=max_drop, overwrite=overwrite
+        )
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
         cards = []
         try:

@@ -81,7 +81,8 @@ class Posts:
         colour = rng.integers(0, len(_shapes.COLOURS), size=n)
         nudity = about["nudity"]
         colour[nudity] = _shapes.COLOURS.index("yellow")
-        shape[nudity] = np.where(rng.random(nudity.sum()) < 0.7, _shapes.SHAPES.index("circle"), _shapes.SHAPES.index("ring"))
+        circle, ring = _shapes.SHAPES.index("circle"), _shapes.SHAPES.index("ring")
+        shape[nudity] = np.where(rng.random(nudity.sum()) < 0.7, circle, ring)
         colour[about["violence"] & (rng.random(n) < 0.5)] = _shapes.COLOURS.index("red")
         shape[about["hate_speech"] & (rng.random(n) < 0.5)] = _shapes.SHAPES.index("cross")
         radius = rng.uniform(5, 10, size=n)
@@ -120,7 +121,9 @@ class EarlyFusionClassifier(nn.Module):
             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, image_dim, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
         )  # fmt: skip
-        self.trunk = nn.Sequential(nn.Linear(text_dim + image_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.trunk = nn.Sequential(
+            nn.Linear(text_dim + image_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
         self.heads = nn.ModuleList(nn.Linear(hidden, 1) for _ in HARM_CLASSES)
 
     def forward(self, token_ids: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -186,7 +189,8 @@ class HarmfulContent(CaseStudy):
         return [Graph("model", "model.onnx", self.model, example, ("probabilities",), "static", calibration)]
 
     def _aucs(self, probabilities: np.ndarray) -> dict[str, float]:
-        aucs = {f"auc_{c}": _metrics.roc_auc(self.test_posts.labels[:, i], probabilities[:, i]) for i, c in enumerate(HARM_CLASSES)}
+        labels = self.test_posts.labels
+        aucs = {f"auc_{c}": _metrics.roc_auc(labels[:, i], probabilities[:, i]) for i, c in enumerate(HARM_CLASSES)}
         return {"mean_auc": float(np.mean(list(aucs.values()))), **aucs}
 
     def evaluate(self, runners: Mapping[str, Runner], precision: Precision) -> Evaluation:
@@ -196,7 +200,8 @@ class HarmfulContent(CaseStudy):
         metrics["bayes_mean_auc"] = self._aucs(posts.probabilities)["mean_auc"]
         reference = {f"output:probability_{c}": _metrics.histogram(probabilities[:, i], low=0.0, high=1.0)
                      for i, c in enumerate(HARM_CLASSES)}  # fmt: skip
-        reference["input:token_count"] = _metrics.histogram((posts.token_ids != 0).sum(axis=1), low=0, high=MAX_TOKENS, bins=MAX_TOKENS)
+        tokens = (posts.token_ids != 0).sum(axis=1)
+        reference["input:token_count"] = _metrics.histogram(tokens, low=0, high=MAX_TOKENS, bins=MAX_TOKENS)
         reference["input:image_mean"] = _metrics.histogram(posts.objects.images.mean(axis=(1, 2, 3)), low=0.0, high=1.0)
         return Evaluation(metrics, reference)
 

@@ -145,13 +145,15 @@ class Ranker(nn.Module):
         features = user_features.unsqueeze(1).expand(-1, candidates, -1)
         video = self.video_embedding(candidate_ids)
         video_features = self.video_features[candidate_ids]
-        t = TOPICS
-        language_match = (features[..., :LANGUAGES] * video_features[..., t : t + LANGUAGES]).sum(-1, keepdim=True)
-        d = LANGUAGES
-        duration_match = (features[..., d : d + DURATIONS] * video_features[..., t + d : t + d + DURATIONS]).sum(-1, keepdim=True)
-        a = LANGUAGES + DURATIONS + 1
-        topic_affinity = (features[..., a : a + TOPICS] * video_features[..., :t]).sum(-1, keepdim=True)
-        crosses = [language_match, duration_match, topic_affinity]
+        def dot(user_slice: slice, video_slice: slice) -> torch.Tensor:
+            return (features[..., user_slice] * video_features[..., video_slice]).sum(-1, keepdim=True)
+
+        t, d, a = TOPICS, LANGUAGES, LANGUAGES + DURATIONS + 1  # offsets of the one-hot blocks
+        crosses = [
+            dot(slice(0, d), slice(t, t + d)),  # language match
+            dot(slice(d, d + DURATIONS), slice(t + d, t + d + DURATIONS)),  # duration match
+            dot(slice(a, a + TOPICS), slice(0, t)),  # user's watch-topic mix . video topic
+        ]
         x = torch.cat([user, video, user * video, features, video_features, *crosses], dim=-1)
         return torch.sigmoid(self.mlp(x).squeeze(-1))
 
@@ -225,7 +227,8 @@ class VideoRecommendation(CaseStudy):
 
     def graphs(self) -> list[Graph]:
         inputs = {k: v[:64] for k, v in self._user_inputs().items()}
-        candidates = np.random.default_rng(self.seed).integers(0, len(self.video_ids), size=(64, self.config["candidates"]))
+        shape = (64, self.config["candidates"])
+        candidates = np.random.default_rng(self.seed).integers(0, len(self.video_ids), size=shape)
         return [
             Graph("model", "model.onnx", self.ranker, {**inputs, "candidate_ids": candidates}, ("scores",), "dynamic",
                   variable_axes={"candidate_ids": (1,), "scores": (1,)}),
@@ -250,10 +253,13 @@ class VideoRecommendation(CaseStudy):
             f"ann_recall@{k}": _ann.ann_recall(candidates, exact),
             "retrieval_only_ndcg@10": _metrics.ndcg_at_k(gains(candidates), truth, 10),
         }
-        reference = {"output:score": _metrics.histogram(scores, low=0.0, high=1.0),
-                     "input:activity": _metrics.histogram(users["user_features"][:, -1], low=0.0, high=1.0)}  # fmt: skip
+        features = users["user_features"]
+        reference = {
+            "output:score": _metrics.histogram(scores, low=0.0, high=1.0),
+            "input:activity": _metrics.histogram(features[:, LANGUAGES + DURATIONS], low=0.0, high=1.0),
+        }
         for language in range(LANGUAGES):
-            reference[f"input:language_{language}"] = _metrics.histogram(users["user_features"][:, language], low=0.0, high=1.0, bins=2)
+            reference[f"input:language_{language}"] = _metrics.histogram(features[:, language], low=0.0, high=1.0, bins=2)
         return Evaluation(metrics, reference, [
             Artifact("videos.usearch", lambda path: index.save(str(path))),
             Artifact("videos.json", self._write_videos),
@@ -266,7 +272,8 @@ class VideoRecommendation(CaseStudy):
         # Most-watched videos in the logs, the same list for everyone.
         c = self.config
         truth = self.world.watch_probability(self.eval_users)
-        popular = np.broadcast_to(np.argsort(-self.popularity, kind="stable")[: c["candidates"]], (len(truth), c["candidates"]))
+        top = np.argsort(-self.popularity, kind="stable")[: c["candidates"]]
+        popular = np.broadcast_to(top, (len(truth), c["candidates"]))
         relevant = np.argsort(-truth, axis=1)[:, : c["relevant_per_user"]]
         return {
             "ndcg@10": _metrics.ndcg_at_k(np.take_along_axis(truth, popular, axis=1), truth, 10),

@@ -20,7 +20,7 @@ from torch import nn
 
 from . import _ann, _metrics, _shapes
 from ._base import Artifact, CaseStudy, EpochCallback, Evaluation, Graph, Precision, Runner, TritonStep
-from ._training import fit, predict, seeded
+from ._training import fit, seeded
 
 EMBEDDING_DIM = 64
 TOP_K = 10
@@ -161,12 +161,3 @@ class VisualSearch(CaseStudy):
                             "ids_output": "neighbour_ids", "scores_output": "neighbour_scores"},
             )
         ]  # fmt: skip
-
-    def torch_metrics(self) -> dict[str, float]:
-        """Metrics of the torch encoder itself (development aid; the build uses ONNX runners)."""
-        encode = lambda images: predict(self.encoder, images)[0]  # noqa: E731
-        _, ann_ids, _, exact_ids = self._retrieval(encode, "fp32")
-        return {
-            "precision@10": _metrics.precision_at_k(self.catalogue.label[ann_ids], self.queries.label),
-            "ann_recall@10": _ann.ann_recall(ann_ids, exact_ids),
-        }
