@@ -16,10 +16,10 @@
 #  3. cert-manager, KServe (Standard mode) and the Gateway API CRDs, pinned
 #  4. `helm install` of charts/mlsd-operator; both operator replicas Ready, one holds the Lease
 #  5. model repositories built with `mlsd build --small` and copied onto the `models` PVC
-#  6. samples applied: the Triton one (video-recommendation) becomes Ready, and the GPU one
-#     (visual-search) is scheduled on the GPU worker only
-#  7. inference with the tritonclient example client, HTTP and gRPC, on the stable and canary
-#     track Services (through port-forwards)
+#  6. samples applied: video-recommendation (Triton) and ad-click-prediction (KServe) become
+#     Ready, and the GPU one (visual-search) is scheduled on the GPU worker only
+#  7. inference with the tritonclient example clients: HTTP and gRPC on both Triton tracks,
+#     HTTP on the KServe predictor (through port-forwards)
 #  8. canary: once v2 is available the HTTPRoute carries its first step (95/5) and status says so
 #  9. helm uninstall removes the release but keeps the CRD; the cluster is deleted
 set -euo pipefail
@@ -41,6 +41,7 @@ die() { log "FAILED: $*"; exit 1; }
 need() { command -v "$1" >/dev/null || die "$1 not found: $2"; }
 
 need docker "install Docker (kind runs its nodes as containers)"
+need curl "install curl"
 need kind "install kind v0.30.0 or newer"
 need kubectl "install kubectl 1.34"
 hack/helm.sh build
@@ -118,8 +119,10 @@ wait_until 60 "a leader in Lease mlsd-system/mlsd-operator" \
     bash -c "[[ -n \$(kubectl -n mlsd-system get lease mlsd-operator -o jsonpath='{.spec.holderIdentity}') ]]"
 
 log "5. model repositories on the models PVC"
-for version in 1 2; do
-    .venv/bin/mlsd build video-recommendation --version "${version}" --small --out "${WORK}/models"
+for case in video-recommendation ad-click-prediction; do
+    for version in 1 2; do
+        .venv/bin/mlsd build "${case}" --version "${version}" --small --out "${WORK}/models"
+    done
 done
 kubectl -n "${DEMO_NS}" apply -f - <<EOF
 apiVersion: v1
@@ -140,11 +143,21 @@ spec:
   volumes: [{name: models, persistentVolumeClaim: {claimName: models}}]
 EOF
 kubectl -n "${DEMO_NS}" wait pod/models-loader --for=condition=Ready --timeout=180s
-kubectl -n "${DEMO_NS}" cp "${WORK}/models/video-recommendation" models-loader:/models/video-recommendation
+for case in video-recommendation ad-click-prediction; do
+    kubectl -n "${DEMO_NS}" cp "${WORK}/models/${case}" "models-loader:/models/${case}"
+done
 kubectl -n "${DEMO_NS}" delete pod models-loader --wait=false
 
 log "6. samples"
 kubectl -n "${DEMO_NS}" apply -f manifests/samples/video-recommendation.yaml -f manifests/samples/visual-search.yaml
+# The ad sample scales on concurrency, which in KServe Standard mode goes through KEDA; this
+# cluster has no KEDA (nor a Prometheus), so it is applied scaling on CPU (HPA) instead.
+"${PY}" - <<'PYEOF' | kubectl -n "${DEMO_NS}" apply -f -
+import yaml
+sample = yaml.safe_load(open("manifests/samples/ad-click-prediction.yaml"))
+sample["spec"]["autoscaling"].update(metric="cpu", target=70)
+print(yaml.safe_dump(sample))
+PYEOF
 wait_until 900 "video-recs to be Ready (stable track Available)" bash -c \
     "kubectl -n ${DEMO_NS} get mdep video-recs -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 wait_until 300 "visual-search pods to be scheduled" bash -c \
@@ -152,6 +165,8 @@ wait_until 300 "visual-search pods to be scheduled" bash -c \
 for node in $(kubectl -n "${DEMO_NS}" get pods -l mlsd.io/case-study=visual-search -o jsonpath='{.items[*].spec.nodeName}'); do
     [[ "${node}" == "${GPU_NODE}" ]] || die "a visual-search pod landed on ${node}, not the GPU worker ${GPU_NODE}"
 done
+wait_until 900 "ad-ctr (KServe) to be Ready" bash -c \
+    "kubectl -n ${DEMO_NS} get mdep ad-ctr -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 kubectl -n "${DEMO_NS}" get mdep
 
 log "7. inference through tritonclient (examples/clients), HTTP and gRPC, stable and canary tracks"
@@ -167,6 +182,14 @@ for service in video-recs video-recs-v2; do
     kill "${PORT_FORWARD_PID}" && wait "${PORT_FORWARD_PID}" 2>/dev/null || true
     unset PORT_FORWARD_PID
 done
+
+# KServe's predictor Service (Standard mode: <isvc>-predictor, port 80 -> the predictor's 8080).
+kubectl -n "${DEMO_NS}" port-forward svc/ad-ctr-predictor 18080:80 >"${WORK}/port-forward.log" 2>&1 &
+PORT_FORWARD_PID=$!
+wait_until 60 "the port-forward to ad-ctr-predictor" curl -sf localhost:18080/v2/health/ready
+"${PY}" examples/clients/ad_click_prediction.py --url localhost:18080
+kill "${PORT_FORWARD_PID}" && wait "${PORT_FORWARD_PID}" 2>/dev/null || true
+unset PORT_FORWARD_PID
 
 log "8. canary rollout"
 wait_until 600 "the HTTPRoute to carry the first canary step (95/5)" bash -c \
