@@ -306,6 +306,7 @@ class CanaryStatus(ApiModel):
     step: Annotated[int, Field(ge=0, le=20)] = 0
     step_started_at: Annotated[str | None, Field(max_length=64)] = None
     failed_analyses: Annotated[int, Field(ge=0)] = 0
+    paused: bool | None = None
     last_analysis: AnalysisResult | None = None
 
 
@@ -313,8 +314,10 @@ class ShadowStatus(ApiModel):
     version: Annotated[str | None, Field(max_length=32)] = None
     ready_replicas: int | None = None
     percent: int | None = None
-    score_correlation: float | None = None
-    decision_agreement: float | None = None
+    at: Annotated[str | None, Field(max_length=64)] = None
+    requests: float | None = None
+    prediction_drift: Annotated[float | None, Field(description="PSI of shadow vs stable score histograms: "
+                                                                "distribution agreement, not per-request.")] = None
 
 
 class Outcome(str, Enum):

@@ -20,10 +20,13 @@ from . import _status as st
 from ._kube import FIELD_MANAGER, Kube
 from ._metrics import RECONCILE_SECONDS, RECONCILES
 from ._reconcile import PermanentFailure, WaitingForDependency, record_failure, reconcile
+from ._progress import tick
 from ._settings import OperatorSettings
+from mlsd_operator.rollout import Prometheus, PrometheusError
 
 MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
 RESYNC_SECONDS = float(os.environ.get("MLSD_RESYNC_SECONDS", "300"))
+ROLLOUT_TICK_SECONDS = float(os.environ.get("MLSD_ROLLOUT_TICK_SECONDS", "10"))
 
 
 @kopf.on.startup()
@@ -37,7 +40,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     memo.settings = OperatorSettings.from_env()
-    memo.kube = Kube()
+    memo.kube = Kube(missing_api_ttl=memo.settings.dependency_retry_seconds)
+    memo.prometheus = Prometheus(memo.settings.prometheus_url)
     if memo.settings.metrics_port:
         start_http_server(memo.settings.metrics_port)
         logger.info("metrics on :%d/metrics", memo.settings.metrics_port)
@@ -113,3 +117,27 @@ def on_deployment_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger
 @kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels=MANAGED)
 def on_inference_service_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     _owner_changed(body, memo, logger)
+
+
+def _has_rollout(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("canary") or spec.get("shadow"))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=ROLLOUT_TICK_SECONDS, when=_has_rollout)
+def rollout(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """Progressive delivery: analyse, then advance, promote, roll back, pause or abort."""
+    try:
+        result = tick(memo.kube, dict(body), memo.settings, memo.prometheus)
+    except PrometheusError as error:
+        # One warning Event a minute per object, not one per tick, while Prometheus is away.
+        last = memo.setdefault("prometheus_warned", {}).get(body.get("metadata", {}).get("uid"), 0.0)
+        if time.monotonic() - last > 60:
+            kopf.warn(body, reason="AnalysisUnavailable", message=str(error))
+            memo["prometheus_warned"][body.get("metadata", {}).get("uid")] = time.monotonic()
+        raise kopf.TemporaryError(str(error), delay=ROLLOUT_TICK_SECONDS) from None
+    except ApiException as error:
+        if error.status == 409:      # the object moved on since this tick read it: next tick decides
+            return
+        raise
+    for event_type, reason, message in result.events:
+        kopf.event(body, type=event_type, reason=reason, message=message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,21 +78,31 @@ def controller_uid(obj: dict[str, Any]) -> str | None:
 class Kube:
     """A thin, typed wrapper over the dynamic client; every call the operator makes goes through it."""
 
-    def __init__(self, api: client.ApiClient | None = None):
+    def __init__(self, api: client.ApiClient | None = None, missing_api_ttl: float = 30.0):
         self.api = api or new_api_client()
+        # A kind found missing is not looked up again for a while: re-running discovery on every
+        # reconcile of every object would cost more than the reconcile itself.
+        self.missing_api_ttl = missing_api_ttl
+        self._missing: dict[tuple[str, str], float] = {}
         self.dynamic = dynamic.DynamicClient(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 
     def resource(self, api_version: str, kind: str):
+        key = (api_version, kind)
+        if self._missing.get(key, 0.0) > time.monotonic():
+            raise MissingApi(api_version, kind)
         try:
             return self.dynamic.resources.get(api_version=api_version, kind=kind)
         except ResourceNotFoundError:
             # The discovery cache may predate a CRD install: look once more before giving up.
             self.dynamic.resources.invalidate_cache()
             try:
-                return self.dynamic.resources.get(api_version=api_version, kind=kind)
+                resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
+                self._missing[key] = time.monotonic() + self.missing_api_ttl
                 raise MissingApi(api_version, kind) from None
+            self._missing.pop(key, None)
+            return resource
 
     def served(self, api_version: str, kind: str) -> bool:
         try:
@@ -163,10 +174,19 @@ class Kube:
                 return None
             raise
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any],
+                     resource_version: str | None = None) -> None:
+        """Merge-patches status; with `resource_version` it fails with 409 if the object moved on
+        (rollout counters are only ever written from the state they were computed from)."""
+        body: dict[str, Any] = {"status": patch}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": patch},
-            _content_type="application/merge-patch+json")
+            GROUP, VERSION, namespace, PLURAL, name, body, _content_type="application/merge-patch+json")
+
+    def patch_model_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, patch, _content_type="application/merge-patch+json")
 
 
 __all__ = ["API_VERSION", "KIND", "Kube", "MissingApi", "ObjectKey", "OwnershipConflict", "log"]

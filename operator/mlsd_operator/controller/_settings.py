@@ -22,6 +22,8 @@ class OperatorSettings(BaseModel):
     metrics_port: int = 9090
     health_port: int = 8080
     dependency_retry_seconds: float = 30.0
+    rollout_tick_seconds: float = 10.0
+    shadow_window_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -35,8 +37,9 @@ class OperatorSettings(BaseModel):
         for key in ("metrics_port", "health_port"):
             if env.get(f"MLSD_{key.upper()}"):
                 values[key] = int(env[f"MLSD_{key.upper()}"])
-        if env.get("MLSD_DEPENDENCY_RETRY_SECONDS"):
-            values["dependency_retry_seconds"] = float(env["MLSD_DEPENDENCY_RETRY_SECONDS"])
+        for key in ("dependency_retry_seconds", "rollout_tick_seconds", "shadow_window_seconds"):
+            if env.get(f"MLSD_{key.upper()}"):
+                values[key] = float(env[f"MLSD_{key.upper()}"])
         return cls(**values)
 
     def render_config(self) -> RenderConfig:

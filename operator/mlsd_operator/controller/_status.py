@@ -26,6 +26,9 @@ class Reason:
     WAITING_FOR_KSERVE = "WaitingForKServe"
     CANARY_DEPLOYING = "CanaryDeploying"
     CANARY_ACTIVE = "CanaryActive"
+    CANARY_PAUSED = "CanaryPaused"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
     STABLE = "Stable"
     INVALID_SPEC = "InvalidSpec"
     DEPENDENCY_MISSING = "DependencyMissing"
@@ -132,6 +135,10 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
     if canary_version and canary is not None and not canary.available:
         conditions = set_condition(conditions, PROGRESSING, True, Reason.CANARY_DEPLOYING,
                                    f"canary {canary_version} is starting; it gets traffic once available", generation)
+    elif canary_version and (current.get("canary") or {}).get("paused"):
+        conditions = set_condition(conditions, PROGRESSING, True, Reason.CANARY_PAUSED,
+                                   f"canary {canary_version} paused at {traffic.canary_percent}% of traffic",
+                                   generation)
     elif canary_version:
         conditions = set_condition(conditions, PROGRESSING, True, Reason.CANARY_ACTIVE,
                                    f"canary {canary_version} at {traffic.canary_percent}% of traffic", generation)
@@ -141,14 +148,23 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
     else:
         conditions = set_condition(conditions, PROGRESSING, False, Reason.STABLE,
                                    "no rollout in progress", generation)
+    ended = ended_canary(mdep, current)
     if failures:
         conditions = set_condition(conditions, DEGRADED, True, Reason.DEPLOYMENT_FAILED,
                                    "; ".join(f"version {t.version}: {t.failure}" for t in failures), generation)
+    elif ended is not None:
+        # Stays until the spec names another canary: the stable track serves meanwhile.
+        reason = Reason.ROLLED_BACK if ended.get("outcome") == "RolledBack" else Reason.ABORTED
+        conditions = set_condition(conditions, DEGRADED, True, reason,
+                                   f"canary {ended.get('version')} {ended.get('outcome')}: {ended.get('reason')}",
+                                   generation)
     else:
         conditions = set_condition(conditions, DEGRADED, False, Reason.AS_EXPECTED, "all tracks healthy", generation)
 
     if failures:
         phase = Phase.DEGRADED
+    elif ended is not None:
+        phase = Phase.ROLLED_BACK
     elif stable.available and not canary_version:
         phase = Phase.READY
     elif stable.available or observed.tracks:
@@ -189,6 +205,17 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
     else:
         status["shadow"] = None
     return status
+
+
+def ended_canary(mdep: ModelDeployment, current: dict[str, Any]) -> dict[str, Any] | None:
+    """The history entry that ended the spec's canary (rolled back or aborted), if any."""
+    if mdep.spec.canary is None:
+        return None
+    version = mdep.spec.canary.model.version
+    for entry in reversed(current.get("history") or []):
+        if entry.get("version") == version and entry.get("outcome") in ("RolledBack", "Aborted"):
+            return entry
+    return None
 
 
 def failed_status(mdep: ModelDeployment, current: dict[str, Any] | None, reason: str, message: str) -> dict[str, Any]:

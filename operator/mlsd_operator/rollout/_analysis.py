@@ -8,7 +8,8 @@ from enum import Enum
 
 from mlsd_operator.api import Analysis
 
-PSI_FLOOR = 1e-4     # empty buckets get this share, so PSI stays finite (the usual convention)
+PSI_BINS = 10        # PSI over (at most) deciles of the expected distribution, as usually defined
+SMOOTHING = 0.5      # add-half counts per bin: finite PSI without a floor that explodes on sparse bins
 
 
 class Decision(str, Enum):
@@ -51,17 +52,42 @@ class Verdict:
         return out
 
 
+def rebin(expected: list[float], actual: list[float], bins: int = PSI_BINS) -> tuple[list[float], list[float]]:
+    """Merges adjacent buckets into at most `bins` bins of roughly equal expected mass. The
+    predictors' fixed 41 buckets are fine enough to compare any two versions, but far too many for
+    a window's sample: most would be near-empty and PSI would measure noise."""
+    total = sum(expected)
+    merged_e, merged_a = [0.0], [0.0]
+    cumulative, cut = 0.0, 1
+    for e, a in zip(expected, actual):
+        merged_e[-1] += e
+        merged_a[-1] += a
+        cumulative += e
+        if cumulative >= cut * total / bins and len(merged_e) < bins:
+            merged_e.append(0.0)
+            merged_a.append(0.0)
+            while cumulative >= cut * total / bins:
+                cut += 1
+    if len(merged_e) > 1 and merged_e[-1] == 0.0:      # fold a trailing empty bin into its neighbour
+        tail = merged_a.pop()
+        merged_a[-1] += tail
+        merged_e.pop()
+    return merged_e, merged_a
+
+
 def psi(expected: list[float], actual: list[float]) -> float:
     """Population stability index of `actual` against `expected` (per-bucket counts, same buckets)."""
     if len(expected) != len(actual):
         raise ValueError(f"histograms differ in buckets: {len(expected)} vs {len(actual)}")
-    total_e, total_a = sum(expected), sum(actual)
-    if total_e <= 0 or total_a <= 0:
+    if sum(expected) <= 0 or sum(actual) <= 0:
         return 0.0
+    merged_e, merged_a = rebin(expected, actual)
+    total_e = sum(merged_e) + SMOOTHING * len(merged_e)
+    total_a = sum(merged_a) + SMOOTHING * len(merged_a)
     value = 0.0
-    for e, a in zip(expected, actual):
-        pe = max(e / total_e, PSI_FLOOR)
-        pa = max(a / total_a, PSI_FLOOR)
+    for e, a in zip(merged_e, merged_a):
+        pe = (e + SMOOTHING) / total_e
+        pa = (a + SMOOTHING) / total_a
         value += (pa - pe) * math.log(pa / pe)
     return value
 

@@ -1,0 +1,187 @@
+"""Real parts for progressive-delivery tests: a Prometheus server, KServe predictor servers on
+loopback, a shifted (deliberately bad) model variant, and a traffic generator that splits requests
+the way the route says."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from tests.integration.operator_harness import free_port
+
+HOST = "127.0.0.1"
+CASE = "ad-click-prediction"
+
+
+def build_models(out: Path) -> Path:
+    """Ad-click versions 1 and 2 (different seeds: a good canary), small size."""
+    from mlsd_predictors.build import BuildOptions, build_case_study
+
+    for version in (1, 2):
+        if not (out / CASE / str(version) / "model-card.json").is_file():
+            build_case_study(CASE, BuildOptions(version=version, out=out, small=True, seed=version - 1, overwrite=True))
+    return out
+
+
+def shifted_variant(source: Path, target: Path) -> Path:
+    """A copy of a served variant whose probabilities are pushed up (p -> p^(1/4)): same signature,
+    healthy latency and no errors, but miscalibrated, as a bad retrain would be."""
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    path = target / "model.onnx"
+    model = onnx.load(str(path))
+    output = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = [f"{o}_raw" if o == output else o for o in node.output]
+    model.graph.node.extend([helper.make_node("Sqrt", [f"{output}_raw"], [f"{output}_sqrt"]),
+                             helper.make_node("Sqrt", [f"{output}_sqrt"], [output])])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return target
+
+
+class PrometheusServer:
+    """Debian's prometheus, scraping every second the targets written to a file_sd file."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.port = free_port()
+        self.targets = work / "targets.json"
+        self.targets.write_text("[]")
+        (work / "prometheus.yml").write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "mlsd", "file_sd_configs": [{"files": [str(self.targets)],
+                                                                         "refresh_interval": "1s"}]}],
+        }))
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> "PrometheusServer":
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise RuntimeError("prometheus not found: run hack/install-test-deps.sh (apt-get install prometheus)")
+        log = open(self.work / "prometheus.log", "wb")
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={self.work / 'prometheus.yml'}", f"--storage.tsdb.path={self.work / 'tsdb'}",
+             f"--web.listen-address={HOST}:{self.port}", "--storage.tsdb.retention.time=1h"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_url(f"{self.url}/-/ready", self.process, self.work / "prometheus.log")
+        return self
+
+    def scrape(self, targets: list[tuple[str, dict[str, str]]]) -> None:
+        entries = [{"targets": [address], "labels": labels} for address, labels in targets]
+        tmp = self.targets.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries))
+        tmp.replace(self.targets)        # atomic: Prometheus never reads half a file
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+class Predictor:
+    """`python -m mlsd_predictors.servers.kserve` on loopback, as the ServingRuntime runs it."""
+
+    def __init__(self, model_dir: Path, track: str, work: Path):
+        self.http_port, self.grpc_port = free_port(), free_port()
+        self.log = work / f"predictor-{track}-{self.http_port}.log"
+        command = [sys.executable, "-m", "mlsd_predictors.servers.kserve", f"--case_study={CASE}",
+                   f"--model_name={CASE}", f"--model_dir={model_dir}", f"--host={HOST}",
+                   f"--http_port={self.http_port}", f"--grpc_port={self.grpc_port}", f"--track={track}",
+                   "--ort_threads=1"]
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_url(f"http://{HOST}:{self.http_port}/v2/models/{CASE}/ready", self.process, self.log, timeout=120)
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.http_port}"
+
+    def infer(self, rows: int, rng: np.random.Generator) -> int:
+        body = {"inputs": [
+            {"name": "sparse_ids", "datatype": "INT64", "shape": [rows, 8],
+             "data": rng.integers(0, 1_000_000, size=rows * 8).tolist()},
+            {"name": "dense", "datatype": "FP32", "shape": [rows, 6],
+             "data": rng.lognormal(1.0, 1.0, size=rows * 6).round(4).tolist()},
+        ]}
+        request = urllib.request.Request(f"http://{self.address}/v2/models/{CASE}/infer",
+                                         data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+class Traffic(threading.Thread):
+    """Sends requests at a bounded rate, to the canary with probability `share()`/100, like the
+    HTTPRoute's weights would; stops by itself after `max_seconds`."""
+
+    def __init__(self, stable: Predictor, canary: Predictor, share, rate: float = 40.0, max_seconds: float = 240):
+        super().__init__(daemon=True)
+        self.stable, self.canary, self.share = stable, canary, share
+        self.rate, self.max_seconds = rate, max_seconds
+        self.stop_flag = threading.Event()
+        self.sent = {"stable": 0, "canary": 0}
+
+    def run(self) -> None:
+        rng = np.random.default_rng(7)
+        chooser = random.Random(7)
+        started = time.monotonic()
+        share, share_read = 0, 0.0
+        while not self.stop_flag.is_set() and time.monotonic() - started < self.max_seconds:
+            if time.monotonic() - share_read > 0.5:
+                share, share_read = self.share(), time.monotonic()
+            target = "canary" if chooser.random() * 100 < share else "stable"
+            (self.canary if target == "canary" else self.stable).infer(4, rng)
+            self.sent[target] += 1
+            time.sleep(1.0 / self.rate)
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.join(15)
+
+
+def _wait_url(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited ({process.returncode}):\n"
+                               f"{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
