@@ -96,19 +96,17 @@ def main() -> None:
         watcher = threading.Thread(target=_peak_rss, args=(operator.process.pid, stop, peak), daemon=True)
         watcher.start()
         time.sleep(3)     # warm-up: the operator holds the lease and its watches are open
-        rows = []
+        print("| ModelDeployments | bare Deployments Available (s) | mlsd Ready (s) | ratio | per object (ms) |")
+        print("|---:|---:|---:|---:|---:|", flush=True)
         try:
             for count in args.counts:
-                rows.append(bench(plane, work, count))
+                row = bench(plane, work, count)
+                print(f"| {row['count']} | {row['baseline_s']:.1f} | {row['operator_s']:.1f} | {row['ratio']:.2f}x "
+                      f"| {1000 * row['operator_s'] / row['count']:.0f} |", flush=True)
         finally:
             stop.set()
             watcher.join(5)
             operator.stop()
-        print("| ModelDeployments | bare Deployments Available (s) | mlsd Ready (s) | ratio | per object (ms) |")
-        print("|---:|---:|---:|---:|---:|")
-        for row in rows:
-            print(f"| {row['count']} | {row['baseline_s']:.1f} | {row['operator_s']:.1f} | {row['ratio']:.2f}x "
-                  f"| {1000 * row['operator_s'] / row['count']:.0f} |")
         print(f"operator peak RSS: {peak[0] / 2**20:.0f} MiB" if peak else "operator peak RSS: n/a")
 
 

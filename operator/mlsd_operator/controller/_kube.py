@@ -80,10 +80,12 @@ class Kube:
 
     def __init__(self, api: client.ApiClient | None = None, missing_api_ttl: float = 30.0):
         self.api = api or new_api_client()
-        # A kind found missing is not looked up again for a while: re-running discovery on every
-        # reconcile of every object would cost more than the reconcile itself.
-        self.missing_api_ttl = missing_api_ttl
+        # A kind found missing is not looked up again for a while, and the full rediscovery a miss
+        # needs runs at most once per period for the whole process: re-running discovery on every
+        # reconcile of every object would cost far more than the reconciles themselves.
+        self.missing_api_ttl = max(missing_api_ttl, 1.0)
         self._missing: dict[tuple[str, str], float] = {}
+        self._next_rediscovery = 0.0
         self.dynamic = dynamic.DynamicClient(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 
@@ -95,6 +97,10 @@ class Kube:
             return self.dynamic.resources.get(api_version=api_version, kind=kind)
         except ResourceNotFoundError:
             # The discovery cache may predate a CRD install: look once more before giving up.
+            if time.monotonic() < self._next_rediscovery:
+                self._missing[key] = self._next_rediscovery
+                raise MissingApi(api_version, kind) from None
+            self._next_rediscovery = time.monotonic() + self.missing_api_ttl
             self.dynamic.resources.invalidate_cache()
             try:
                 resource = self.dynamic.resources.get(api_version=api_version, kind=kind)

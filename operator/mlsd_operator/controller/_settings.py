@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from pydantic import BaseModel, ConfigDict
 
 from mlsd_operator.builders import RenderConfig
 from mlsd_operator.builders._config import DEFAULT_PREDICTOR_IMAGE, DEFAULT_TRITON_IMAGE
-from mlsd_operator.api import GatewayRef
+from mlsd_operator.api import GatewayRef, Toleration
 
 
 class OperatorSettings(BaseModel):
@@ -24,6 +25,7 @@ class OperatorSettings(BaseModel):
     dependency_retry_seconds: float = 30.0
     rollout_tick_seconds: float = 10.0
     shadow_window_seconds: float = 60.0
+    gpu_tolerations: tuple[Toleration, ...] | None = None     # None: the builders' default
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -40,6 +42,9 @@ class OperatorSettings(BaseModel):
         for key in ("dependency_retry_seconds", "rollout_tick_seconds", "shadow_window_seconds"):
             if env.get(f"MLSD_{key.upper()}"):
                 values[key] = float(env[f"MLSD_{key.upper()}"])
+        if env.get("MLSD_GPU_TOLERATIONS"):
+            values["gpu_tolerations"] = tuple(Toleration.model_validate(t)
+                                              for t in json.loads(env["MLSD_GPU_TOLERATIONS"]))
         return cls(**values)
 
     def render_config(self) -> RenderConfig:
@@ -47,5 +52,6 @@ class OperatorSettings(BaseModel):
         if self.gateway:
             namespace, _, name = self.gateway.rpartition("/")
             gateway = GatewayRef(name=name, namespace=namespace or None)
+        extra = {} if self.gpu_tolerations is None else {"gpu_tolerations": self.gpu_tolerations}
         return RenderConfig(predictor_image=self.predictor_image, triton_image=self.triton_image,
-                            gateway=gateway, prometheus_url=self.prometheus_url)
+                            gateway=gateway, prometheus_url=self.prometheus_url, **extra)
