@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -89,6 +90,18 @@ class PrometheusServer:
         tmp.write_text(json.dumps(entries))
         tmp.replace(self.targets)        # atomic: Prometheus never reads half a file
 
+    def wait_scraped(self, address: str, metric: str, timeout: float = 30) -> None:
+        """Until `metric` from `address` is in the TSDB: traffic sent before that would be the first
+        sample of its series, which increase() cannot count."""
+        query = urllib.parse.urlencode({"query": f'{metric}{{instance="{address}"}}'}).encode()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{self.url}/api/v1/query", data=query, timeout=5) as reply:
+                if json.loads(reply.read())["data"]["result"]:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"Prometheus has not scraped {metric} from {address} after {timeout}s")
+
     def stop(self) -> None:
         _stop(self.process)
 
@@ -135,12 +148,13 @@ class Traffic(threading.Thread):
     """Sends requests at a bounded rate, to the canary with probability `share()`/100, like the
     HTTPRoute's weights would; stops by itself after `max_seconds`."""
 
-    def __init__(self, stable: Predictor, canary: Predictor, share, rate: float = 40.0, max_seconds: float = 240):
+    def __init__(self, stable: Predictor, canary: Predictor | None, share, rate: float = 40.0,
+                 max_seconds: float = 240, mirror: Predictor | None = None):
         super().__init__(daemon=True)
-        self.stable, self.canary, self.share = stable, canary, share
+        self.stable, self.canary, self.share, self.mirror = stable, canary, share, mirror
         self.rate, self.max_seconds = rate, max_seconds
         self.stop_flag = threading.Event()
-        self.sent = {"stable": 0, "canary": 0}
+        self.sent = {"stable": 0, "canary": 0, "mirror": 0}
 
     def run(self) -> None:
         rng = np.random.default_rng(7)
@@ -150,9 +164,14 @@ class Traffic(threading.Thread):
         while not self.stop_flag.is_set() and time.monotonic() - started < self.max_seconds:
             if time.monotonic() - share_read > 0.5:
                 share, share_read = self.share(), time.monotonic()
-            target = "canary" if chooser.random() * 100 < share else "stable"
+            target = "canary" if self.canary and chooser.random() * 100 < share else "stable"
+            state = rng.bit_generator.state
             (self.canary if target == "canary" else self.stable).infer(4, rng)
             self.sent[target] += 1
+            if self.mirror is not None and target == "stable":     # the same request, response discarded
+                rng.bit_generator.state = state
+                self.mirror.infer(4, rng)
+                self.sent["mirror"] += 1
             time.sleep(1.0 / self.rate)
 
     def stop(self) -> None:

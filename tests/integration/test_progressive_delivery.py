@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from kubernetes import client
@@ -16,7 +20,9 @@ from kubernetes import client
 from mlsd_operator import _yaml
 from tests.conftest import manifest
 from tests.integration.operator_harness import OperatorProcess, install_crds
-from tests.integration.rollout_harness import CASE, Predictor, PrometheusServer, Traffic, build_models, shifted_variant
+from tests.integration.rollout_harness import (
+    CASE, Predictor, PrometheusServer, Traffic, build_models, shifted_variant,
+)
 from tests.integration.test_operator import GROUP, PLURAL, VERSION, eventually, get_mdep, patch_spec, weights
 
 # Two small ad-click models trained with different seeds differ by a PSI of about 0.15 on their
@@ -210,3 +216,76 @@ def test_promote_now(rollout):
     obj = r.wait(lambda o: "canary" not in o["spec"], "promotion")
     assert obj["spec"]["model"]["version"] == "2"
     assert history_of(obj)[-1]["reason"] == "promoted by the mlsd.io/rollout annotation"
+
+
+def test_shadow_agreement_is_measured_without_touching_responses(control_plane, rollout_operator, prometheus, k8s,
+                                                                  namespace, models, tmp_path):
+    stable = Predictor(models / CASE / "1" / "kserve" / "fp32", "stable", tmp_path)
+    shadow = Predictor(models / CASE / "2" / "kserve" / "fp32", "shadow", tmp_path)
+    labels = {"namespace": namespace, "model_deployment": "mirrored"}
+    prometheus.scrape([(stable.address, labels), (shadow.address, labels)])
+    traffic = Traffic(stable, None, lambda: 0, mirror=shadow)
+    traffic.start()
+    try:
+        obj = manifest(name="mirrored", namespace=None, runtime="triton", gateway={"name": "gw"},
+                       model={"storageUri": "s3://models/ad/1"},
+                       shadow={"model": {"version": "2", "storageUri": "s3://models/ad/2"}, "percent": 100})
+        control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=_yaml.dump(obj))
+        api = _Apis(k8s[0])
+        status = eventually(rollout_operator, lambda: (s := get_mdep(api, namespace, "mirrored").get("status", {}))
+                            .get("shadow", {}).get("requests") and s, "a shadow measurement", timeout=90)
+        shadow_status = status["shadow"]
+        assert shadow_status["version"] == "2" and shadow_status["requests"] > 0
+        assert 0 <= shadow_status["predictionDrift"] < 0.5
+        assert status["stable"]["trafficPercent"] == 100, "a shadow never takes traffic"
+        assert traffic.sent["canary"] == 0 and traffic.sent["mirror"] > 0
+    finally:
+        traffic.stop()
+        stable.stop()
+        shadow.stop()
+
+
+def test_promql_reads_what_the_predictors_served(prometheus, models, tmp_path, namespace):
+    """The PromQL builder against a real Prometheus: counts, server errors, latency, scores."""
+    from mlsd_operator.rollout import Prometheus, TrackSelector
+
+    server = Predictor(models / CASE / "1" / "kserve" / "fp32", "stable", tmp_path)
+    try:
+        prometheus.scrape([(server.address, {"namespace": namespace, "model_deployment": "q"})])
+        rng = np.random.default_rng(0)
+        server.infer(4, rng)               # the series exist before the measured traffic: increase()
+        prometheus.wait_scraped(server.address, "mlsd_requests_total")   # needs a first sample
+        codes = [server.infer(4, rng) for _ in range(50)]
+        bad = urllib.request.Request(f"http://{server.address}/v2/models/{CASE}/infer", data=b'{"inputs": []}',
+                                     method="POST", headers={"Content-Type": "application/json"})
+        for _ in range(5):                 # client errors: never counted against the model
+            try:
+                urllib.request.urlopen(bad, timeout=5)
+            except urllib.error.HTTPError as error:
+                assert 400 <= error.code < 500
+        assert codes.count(200) == 50
+        reader = Prometheus(prometheus.url)
+        selector = TrackSelector(namespace, "q", "1")
+
+        seen = []
+
+        def settled():
+            seen.append(reader.track(selector, 60))
+            return seen[-1] if seen[-1].requests >= 50 else None
+
+        metrics = eventually(_NoOperator(seen), settled, "Prometheus to scrape the traffic", timeout=30)
+        assert 50 <= metrics.requests <= 60 * 1.2     # increase() extrapolates to the window's edges
+        assert metrics.errors == 0
+        assert metrics.latency_p99_ms is not None and 0 < metrics.latency_p99_ms < 5000
+        (scores,) = metrics.scores.values()
+        assert len(scores) == 42 and 200 <= sum(scores) <= 204 * 1.2    # 50 requests x 4 rows, one per row
+    finally:
+        server.stop()
+
+
+class _NoOperator:
+    def __init__(self, seen):
+        self.seen = seen
+
+    def log_tail(self) -> str:
+        return f"(no operator in this test; last reading: {self.seen[-1:]})"
