@@ -41,3 +41,10 @@ def load_all(path: str | Path) -> list[Any]:
 
     text = sys.stdin.read() if str(path) == "-" else Path(path).read_text()
     return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def json_dumps(doc: Any) -> str:
+    """Compact JSON (a YAML subset) for `kubectl patch -p`."""
+    import json
+
+    return json.dumps(doc, separators=(",", ":"))

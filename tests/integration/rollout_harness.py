@@ -37,7 +37,7 @@ def build_models(out: Path) -> Path:
     return out
 
 
-def shifted_variant(source: Path, target: Path) -> Path:
+def shifted_variant(source: Path, target: Path, version: int | None = None) -> Path:
     """A copy of a served variant whose probabilities are pushed up (p -> p^(1/4)): same signature,
     healthy latency and no errors, but miscalibrated, as a bad retrain would be."""
     shutil.copytree(source, target, dirs_exist_ok=True)
@@ -50,6 +50,10 @@ def shifted_variant(source: Path, target: Path) -> Path:
                              helper.make_node("Sqrt", [f"{output}_sqrt"], [output])])
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+    if version is not None:           # served (and labelled) as another version
+        card = json.loads((target / "model-card.json").read_text())
+        card["version"] = version
+        (target / "model-card.json").write_text(json.dumps(card))
     return target
 
 

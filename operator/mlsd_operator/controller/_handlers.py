@@ -39,6 +39,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
+    # Handlers are sync (the kubernetes client blocks): reconciles of different objects run in this
+    # many threads at once. Each waits on the API server most of the time, so more threads than cores.
+    settings.execution.max_workers = int(os.environ.get("MLSD_WORKERS", "16"))
     memo.settings = OperatorSettings.from_env()
     memo.kube = Kube(missing_api_ttl=memo.settings.dependency_retry_seconds)
     memo.prometheus = Prometheus(memo.settings.prometheus_url)

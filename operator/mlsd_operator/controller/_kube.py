@@ -48,13 +48,16 @@ class MissingApi(RuntimeError):
         self.api_version, self.kind = api_version, kind
 
 
-def new_api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+def new_api_client(pool_size: int = 32) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG); a connection
+    pool as wide as the handler thread pool, so concurrent reconciles do not queue for sockets."""
+    configuration = client.Configuration()
     try:
-        kube_config.load_incluster_config()
-        return client.ApiClient()
+        kube_config.load_incluster_config(client_configuration=configuration)
     except kube_config.ConfigException:
-        return kube_config.new_client_from_config()
+        kube_config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
 
 
 @dataclass(frozen=True)
