@@ -26,7 +26,7 @@ from tests.integration.operator_harness import OperatorProcess, install_crds
 from tests.integration.rollout_harness import CASE, Predictor, PrometheusServer, Traffic, build_models, shifted_variant
 
 NAMESPACE, NAME = "demo", "ad-ctr"
-ANALYSIS = {"minRequests": 40, "maxErrorRate": 0.01, "maxLatencyP99Ms": 1000, "maxPredictionDrift": 0.5,
+ANALYSIS = {"minRequests": 20, "maxErrorRate": 0.01, "maxLatencyP99Ms": 1000, "maxPredictionDrift": 0.5,
             "failureLimit": 2}
 
 
@@ -46,7 +46,7 @@ def _wait(plane, predicate, timeout: float = 300) -> float:
 
 def main() -> None:
     print(f"# rollout | {platform.machine()}, {psutil.cpu_count()} cores, Kubernetes {KUBE_VERSION}, "
-          f"Python {platform.python_version()}; interval 10s, steps [10, 50], tick 1s, scrape 1s")
+          f"Python {platform.python_version()}; interval 10s, steps [20, 50], tick 1s, scrape 1s")
     with tempfile.TemporaryDirectory() as tmp, \
             ControlPlane(controller_manager=True, scheduler=True, kwok=True, work_dir=Path(tmp) / "cp") as plane:
         work = Path(tmp)
@@ -73,10 +73,10 @@ def main() -> None:
             rows = []
             for version, canary, outcome in ((2, good, "Promoted"), (3, shifted, "RolledBack")):
                 serving = stable if _status(plane)["spec"]["model"]["version"] == "1" else good
-                traffic = Traffic(serving, canary, share)
+                traffic = Traffic(serving, canary, share, max_seconds=600)
                 traffic.start()
                 spec = {"canary": {"model": {"version": str(version), "storageUri": f"s3://models/ad/{version}"},
-                                   "steps": [10, 50], "interval": "10s", "analysis": ANALYSIS}}
+                                   "steps": [20, 50], "interval": "10s", "analysis": ANALYSIS}}
                 plane.kubectl("patch", "mdep", NAME, "-n", NAMESPACE, "--type=merge", "-p",
                               _yaml.json_dumps({"spec": spec}))
                 seconds = _wait(plane, lambda o: any(h.get("version") == str(version) and h.get("outcome") == outcome

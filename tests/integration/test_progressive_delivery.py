@@ -62,14 +62,15 @@ class Rollout:
     """One ModelDeployment with a canary, its two predictor processes, scraping and traffic."""
 
     def __init__(self, plane, operator, prometheus, k8s, namespace, work: Path, stable_dir: Path, canary_dir: Path,
-                 steps=(20, 50), interval="5s"):
+                 steps=(20, 50), interval="5s", runtime="triton"):
         self.plane, self.operator, self.namespace, self.k8s = plane, operator, namespace, k8s
         self.name = "ctr"
         self.stable = Predictor(stable_dir, "stable", work)
         self.canary = Predictor(canary_dir, "canary", work)
         labels = {"namespace": namespace, "model_deployment": self.name}
         prometheus.scrape([(self.stable.address, labels), (self.canary.address, labels)])
-        obj = manifest(name=self.name, namespace=None, runtime="triton", gateway={"name": "gw"},
+        routing = {"gateway": {"name": "gw"}} if runtime == "triton" else {}
+        obj = manifest(name=self.name, namespace=None, runtime=runtime, **routing,
                        model={"storageUri": "s3://models/ad/1"},
                        canary={"model": {"version": "2", "storageUri": "s3://models/ad/2"},
                                "steps": list(steps), "interval": interval, "analysis": ANALYSIS})
@@ -289,3 +290,34 @@ class _NoOperator:
 
     def log_tail(self) -> str:
         return f"(no operator in this test; last reading: {self.seen[-1:]})"
+
+
+def test_kserve_canary_steps_the_inference_service(rollout, k8s, namespace):
+    """KServe's controller does not run here (it needs its images), so this test plays its part in
+    one respect only: it reports the InferenceService and its canary Ready, as KServe would once the
+    pods are up. Everything else is real: the operator, the CRD schema, Prometheus and the predictors."""
+    custom = k8s[0]
+    r = rollout(runtime="kserve")
+
+    def isvc():
+        return custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices", "ctr")
+
+    eventually(r.operator, lambda: isvc().get("spec", {}).get("canary"), "the dark canary entry")
+    assert isvc()["spec"]["canary"][0]["trafficPercent"] == 0
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "PredictorReady", "status": "True"}],
+                        "canaryStatuses": [{"name": "v2", "ready": True, "trafficPercent": 0}]}}
+    custom.patch_namespaced_custom_object_status("serving.kserve.io", "v1beta1", namespace, "inferenceservices", "ctr",
+                                                 ready)
+    seen = set()
+
+    def traffic_seen():
+        entries = isvc()["spec"].get("canary") or []
+        seen.update(e["trafficPercent"] for e in entries)
+        return {20, 50} <= seen
+
+    eventually(r.operator, traffic_seen, "canary[].trafficPercent to walk 20 -> 50", timeout=120)
+    obj = r.wait(lambda o: "canary" not in o["spec"], "promotion", timeout=120)
+    assert history_of(obj)[-1]["outcome"] == "Promoted"
+    eventually(r.operator, lambda: "canary" not in isvc()["spec"]
+               and isvc()["spec"]["predictor"]["model"]["storageUri"] == "s3://models/ad/2/kserve/fp32",
+               "the InferenceService to serve version 2 alone")
