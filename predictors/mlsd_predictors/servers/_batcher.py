@@ -4,7 +4,9 @@ Requests that arrive while the model is busy are merged into the next execution 
 `max_batch_size` rows), so under load one onnxruntime call serves many requests, as Triton's
 dynamic batcher does; an idle server runs a lone request at once. `max_latency_ms` > 0 additionally
 waits that long for a batch to fill (the ModelDeployment's `batching.maxLatencyMs`).
-Compute runs on worker threads (onnxruntime releases the GIL), never on the event loop.
+Compute runs on worker threads (onnxruntime releases the GIL) or, with `workers=0`, inline on the
+event loop: for sub-millisecond models the thread hand-off costs more than the model (the GIL
+switch interval alone is milliseconds), and requests arriving meanwhile still batch up.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000.0
         self.on_batch = on_batch
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlsd-compute")
-        self.workers = workers
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlsd-compute") if workers else None
+        self.workers = max(workers, 1)
         self.queue: asyncio.Queue[_Pending] | None = None
         self.tasks: list[asyncio.Task] = []
         self._carry: _Pending | None = None
@@ -89,7 +91,10 @@ class MicroBatcher:
                  for name in live[0].feeds}
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self.executor, self.compute, feeds)
+            if self.executor is None:
+                results = self.compute(feeds)
+            else:
+                results = await loop.run_in_executor(self.executor, self.compute, feeds)
         except Exception as err:  # noqa: BLE001 - handed to every waiting request
             for p in live:
                 if not p.future.done():
@@ -106,4 +111,5 @@ class MicroBatcher:
     def close(self) -> None:
         for task in self.tasks:
             task.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
