@@ -104,8 +104,11 @@ def closed_loop(make_call: Callable[[], Callable[[], None]], concurrency: int, s
     def worker() -> None:
         nonlocal errors
         call = make_call()
-        call()   # warm-up (connection, first execution)
         mine, failed = [], 0
+        try:
+            call()   # warm-up (connection, first execution)
+        except Exception:  # noqa: BLE001 - counted, reported in the table
+            failed += 1
         while time.perf_counter() < stop_at:
             start = time.perf_counter()
             try:
@@ -224,18 +227,18 @@ def ratios(cells: list[Cell]) -> list[str]:
                 for conc in CONCURRENCY:
                     k, t = by.get((case, precision, "kserve", protocol, conc)), by.get((case, precision, "triton", protocol, conc))
                     ceiling = by.get((case, precision, "onnxruntime", "in-process", conc))
-                    if k and t and ceiling:
+                    if k and t and ceiling and t.rps and ceiling.rps:
                         lines.append(f"{case:21s} {precision:4s} {protocol:4s} c={conc:<2d} kserve/triton {k.rps / t.rps:5.2f}x"
                                      f"   kserve/ceiling {k.rps / ceiling.rps:5.2f}   triton/ceiling {t.rps / ceiling.rps:5.2f}")
         for runtime, protocol in (("onnxruntime", "in-process"), ("kserve", "http"), ("kserve", "grpc"), ("triton", "grpc")):
             for conc in CONCURRENCY:
                 f32, i8 = by.get((case, "fp32", runtime, protocol, conc)), by.get((case, "int8", runtime, protocol, conc))
-                if f32 and i8:
+                if f32 and i8 and f32.rps:
                     lines.append(f"{case:21s} int8/fp32 {runtime:11s} {protocol:10s} c={conc:<2d} {i8.rps / f32.rps:5.2f}x")
         for runtime in ("kserve", "triton"):
             for conc in CONCURRENCY:
                 h, g = by.get((case, "fp32", runtime, "http", conc)), by.get((case, "fp32", runtime, "grpc", conc))
-                if h and g:
+                if h and g and h.rps:
                     lines.append(f"{case:21s} grpc/http {runtime:6s} fp32 c={conc:<2d} {g.rps / h.rps:5.2f}x")
     return lines
 
