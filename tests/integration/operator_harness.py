@@ -9,7 +9,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
 from mlsd_operator.api import crd
@@ -39,53 +44,90 @@ def install_crds(plane, *, kserve: bool = True, gateway_api: bool = True) -> Non
     plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
 
 
-def rbac_kubeconfig(plane, path: Path) -> Path:
-    """A kubeconfig for the operator's own ServiceAccount, bound to manifests/rbac's ClusterRole:
-    the operator runs with exactly the permissions users grant it, so a missing verb fails a test."""
-    plane.kubectl("apply", "-f", "-", input=_yaml.dump(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mlsd-system"}}))
-    plane.kubectl("apply", "-k", str(REPO / "manifests" / "rbac"))
-    token = plane.kubectl("create", "token", "mlsd-operator", "-n", "mlsd-system", "--duration=10h").stdout.strip()
-    admin = _yaml.load_all(plane.kubeconfig_path)[0]
-    cluster = admin["clusters"][0]
-    config = {
+def token_kubeconfig(plane, namespace: str, service_account: str, path: Path) -> Path:
+    """A kubeconfig holding a token of a ServiceAccount: whoever uses it gets exactly the
+    permissions that account was granted."""
+    token = plane.kubectl("create", "token", service_account, "-n", namespace, "--duration=10h").stdout.strip()
+    cluster = _yaml.load_all(plane.kubeconfig_path)[0]["clusters"][0]
+    path.write_text(_yaml.dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "operator",
         "clusters": [cluster],
-        "users": [{"name": "mlsd-operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "mlsd-operator"}}],
-    }
-    path.write_text(_yaml.dump(config))
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": service_account}}],
+    }))
     return path
 
 
-class OperatorProcess:
-    def __init__(self, plane, log_path: Path, env: dict[str, str] | None = None, *, rbac: bool = True):
-        self.plane = plane
-        self.log_path = log_path
-        kubeconfig = rbac_kubeconfig(plane, log_path.with_name("operator.kubeconfig")) if rbac \
-            else Path(plane.kubeconfig_path)
-        self.health_port = free_port()
-        self.metrics_port = free_port()
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1",
-                    "MLSD_RESYNC_SECONDS": "20", "MLSD_LEASE_SECONDS": "4", "MLSD_DEPENDENCY_RETRY_SECONDS": "2", **(env or {})}
-        self.process: subprocess.Popen | None = None
+def rbac_kubeconfig(plane, path: Path) -> Path:
+    """The operator's own ServiceAccount, bound to manifests/rbac: the operator runs with exactly
+    the permissions users grant it, so a missing verb fails a test."""
+    plane.kubectl("apply", "-f", "-", input=_yaml.dump(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mlsd-system"}}))
+    plane.kubectl("apply", "-k", str(REPO / "manifests" / "rbac"))
+    return token_kubeconfig(plane, "mlsd-system", "mlsd-operator", path)
 
-    def start(self) -> "OperatorProcess":
+
+def model_store(plane, namespace: str) -> str:
+    """The `models` claim the samples' pvc:// URIs name, pre-bound to a PV so pods can schedule."""
+    pv = f"models-{namespace}"[:63]
+    plane.kubectl("apply", "-f", "-", input=_yaml.dump_all([
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"], "storageClassName": "",
+                  "hostPath": {"path": "/srv/models"}, "claimRef": {"namespace": namespace, "name": "models"}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": namespace},
+         "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": pv,
+                  "resources": {"requests": {"storage": "1Gi"}}}},
+    ]))
+    return pv
+
+
+def eventually(process: "LocalOperator", predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Polls `predicate` until truthy and returns its value; on timeout fails the test with the
+    operator's log tail (404s count as "not yet")."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n{process.log_tail()}")
+        time.sleep(0.3)
+
+
+class LocalOperator:
+    """An operator process on this machine; subclasses say how it is started (`argv`)."""
+
+    log_path: Path
+    env: dict[str, str]
+    cwd: Path | str = REPO
+    health_port: int
+    metrics_port: int
+    process: subprocess.Popen | None = None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, *, leading: bool = False) -> "LocalOperator":
+        """Starts and waits for /healthz; with `leading`, until it holds the Lease (not `standby`)."""
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlsd_operator", "operator",
-             "--health-port", str(self.health_port), "--metrics-port", str(self.metrics_port)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO, start_new_session=True)
+        self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                        cwd=self.cwd, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as reply:
-                    if reply.status == 200:
+                    if reply.status == 200 and not (leading and b"standby" in reply.read()):
                         return self
             except OSError:
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)
         raise RuntimeError(f"operator not healthy after 60s:\n{self.log_tail()}")
 
     def metrics(self) -> str:
@@ -111,3 +153,22 @@ class OperatorProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+class OperatorProcess(LocalOperator):
+    """`python -m mlsd_operator operator` from this checkout, with test-friendly timings."""
+
+    def __init__(self, plane, log_path: Path, env: dict[str, str] | None = None, *, rbac: bool = True):
+        self.plane = plane
+        self.log_path = log_path
+        kubeconfig = rbac_kubeconfig(plane, log_path.with_name("operator.kubeconfig")) if rbac \
+            else Path(plane.kubeconfig_path)
+        self.health_port = free_port()
+        self.metrics_port = free_port()
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1",
+                    "MLSD_RESYNC_SECONDS": "20", "MLSD_LEASE_SECONDS": "4", "MLSD_DEPENDENCY_RETRY_SECONDS": "2",
+                    **(env or {})}
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "mlsd_operator", "operator",
+                "--health-port", str(self.health_port), "--metrics-port", str(self.metrics_port)]

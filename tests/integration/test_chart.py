@@ -12,18 +12,17 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
 from tests.conftest import REPO, upstream_crds_dir
-from tests.integration.operator_harness import free_port
+from tests.integration.operator_harness import LocalOperator, free_port, model_store, token_kubeconfig
+from tests.integration.operator_harness import eventually as shared_eventually
 from tests.unit.test_chart import CHART, helm, values_file
 
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv") / "bin"
@@ -40,35 +39,7 @@ def install_upstream_crds(plane) -> None:
         plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
 
 
-def model_store(plane, namespace: str) -> str:
-    """The `models` claim the samples' pvc:// URIs name, pre-bound to a PV so pods can schedule."""
-    pv = f"models-{namespace}"[:63]
-    plane.kubectl("apply", "-f", "-", input=_yaml.dump_all([
-        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"], "storageClassName": "",
-                  "hostPath": {"path": "/srv/models"}, "claimRef": {"namespace": namespace, "name": "models"}}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": namespace},
-         "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": pv,
-                  "resources": {"requests": {"storage": "1Gi"}}}},
-    ]))
-    return pv
-
-
-def service_account_kubeconfig(plane, namespace: str, name: str, path: Path) -> Path:
-    """A kubeconfig holding a token of the chart's ServiceAccount: the operator gets exactly the
-    permissions the chart grants."""
-    token = plane.kubectl("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip()
-    cluster = _yaml.load_all(plane.kubeconfig_path)[0]["clusters"][0]
-    path.write_text(_yaml.dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
-        "clusters": [cluster],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": name}}],
-    }))
-    return path
-
-
-class DeploymentProcess:
+class DeploymentProcess(LocalOperator):
     """The operator container of a rendered Deployment, run as a local process: the same command,
     args and env (downward-API fields resolved as the kubelet would), with its two ports moved to
     free ones so the test never collides with anything on this machine."""
@@ -84,7 +55,7 @@ class DeploymentProcess:
                     "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
         for var in self.container["env"]:
             self.env[var["name"]] = var["value"] if "value" in var else self._field(var["valueFrom"])
-        self.process: subprocess.Popen | None = None
+        self.cwd = "/"
 
     def _field(self, source: dict[str, Any]) -> str:
         path = source["fieldRef"]["fieldPath"]
@@ -103,21 +74,8 @@ class DeploymentProcess:
         return command + args
 
     def start(self) -> "DeploymentProcess":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                        cwd="/", start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as reply:
-                    if reply.status == 200 and b"standby" not in reply.read():
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"operator not leading and healthy after 60s:\n{self.log_tail()}")
+        super().start(leading=True)
+        return self
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -125,32 +83,13 @@ class DeploymentProcess:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
-            return reply.read().decode()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait(10)
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
 
 def run_samples_cleanup_hook(plane, release: str, namespace: str, tmp_path: Path) -> None:
     hooks = _yaml.load_all_text(kube_helm(plane, "get", "hooks", release, "-n", namespace).stdout)
     (job,) = [h for h in hooks if h["kind"] == "Job"]
     plane.kubectl("apply", "-f", "-", input=_yaml.dump_all([h for h in hooks if h["kind"] != "Job"]))
     pod = job["spec"]["template"]["spec"]
-    kubeconfig = service_account_kubeconfig(plane, namespace, pod["serviceAccountName"], tmp_path / "hook.kubeconfig")
+    kubeconfig = token_kubeconfig(plane, namespace, pod["serviceAccountName"], tmp_path / "hook.kubeconfig")
     (container,) = pod["containers"]
     command = [str(VENV_BIN / container["command"][0]), *container["command"][1:], *container["args"]]
     result = subprocess.run(command, capture_output=True, text=True, timeout=200, cwd="/",
@@ -160,19 +99,7 @@ def run_samples_cleanup_hook(plane, release: str, namespace: str, tmp_path: Path
 
 
 def eventually(operator: DeploymentProcess, predicate, what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n{operator.log_tail()}")
-        time.sleep(0.3)
+    return shared_eventually(operator, predicate, what, timeout)
 
 
 def kube_helm(plane, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -228,7 +155,7 @@ def test_helm_install_runs_a_sample_to_ready_and_uninstall_keeps_only_the_crd(
     assert (live.status.available_replicas, live.spec.replicas) == (2, 2)
 
     account = next(d for d in manifest if d["kind"] == "ServiceAccount")["metadata"]["name"]
-    kubeconfig = service_account_kubeconfig(control_plane, namespace, account, tmp_path / "operator.kubeconfig")
+    kubeconfig = token_kubeconfig(control_plane, namespace, account, tmp_path / "operator.kubeconfig")
     operator = DeploymentProcess(deployment, kubeconfig, tmp_path / "operator.log")
     operator.start()
     try:

@@ -4,17 +4,15 @@ controller-manager, scheduler and kwok nodes, with the real KServe and Gateway A
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
 from mlsd_operator.controlplane import ControlPlane
 from tests.conftest import REPO, canary, manifest
-from tests.integration.operator_harness import OperatorProcess, install_crds
+from tests.integration.operator_harness import OperatorProcess, eventually, install_crds, model_store
 
 SAMPLES = REPO / "manifests" / "samples"
 GROUP, VERSION, PLURAL = "mlsd.io", "v1alpha1", "modeldeployments"
@@ -33,17 +31,9 @@ def operator(control_plane, crds, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def model_store(control_plane, namespace):
-    """The `models` claim the samples' pvc:// URIs name, pre-bound to a PV so pods can schedule."""
-    pv = f"models-{namespace}"[:63]
-    control_plane.kubectl("apply", "-f", "-", input=_yaml.dump_all([
-        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"], "storageClassName": "",
-                  "hostPath": {"path": "/srv/models"}, "claimRef": {"namespace": namespace, "name": "models"}}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": namespace},
-         "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": pv,
-                  "resources": {"requests": {"storage": "1Gi"}}}},
-    ]))
+def models_claim(control_plane, namespace):
+    """The `models` claim the samples' pvc:// URIs name."""
+    pv = model_store(control_plane, namespace)
     yield
     control_plane.kubectl("delete", "pv", pv, "--wait=false", check=False)
 
@@ -56,22 +46,6 @@ def k8s(api_client):
         core = client.CoreV1Api(api_client)
         autoscaling = client.AutoscalingV2Api(api_client)
     return Apis
-
-
-def eventually(operator: OperatorProcess, predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n{operator.log_tail()}")
-        time.sleep(0.3)
 
 
 def get_mdep(k8s, namespace: str, name: str) -> dict[str, Any]:

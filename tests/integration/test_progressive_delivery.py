@@ -275,11 +275,13 @@ def test_promql_reads_what_the_predictors_served(prometheus, models, tmp_path, n
             return seen[-1] if seen[-1].requests >= 50 else None
 
         metrics = eventually(_NoOperator(seen), settled, "Prometheus to scrape the traffic", timeout=30)
-        assert 50 <= metrics.requests <= 60 * 1.2     # increase() extrapolates to the window's edges
+        assert 50 <= metrics.requests <= 51 * 1.5     # increase() extrapolates towards the window's edges
         assert metrics.errors == 0
         assert metrics.latency_p99_ms is not None and 0 < metrics.latency_p99_ms < 5000
         (scores,) = metrics.scores.values()
-        assert len(scores) == 42 and 200 <= sum(scores) <= 204 * 1.2    # 50 requests x 4 rows, one per row
+        assert len(scores) == 42
+        # One score per row, 4 rows a request: both counters are extrapolated alike.
+        assert sum(scores) == pytest.approx(4 * metrics.requests, rel=0.05)
     finally:
         server.stop()
 
