@@ -43,6 +43,7 @@ class _Graph(_Lenient):
     role: str
     file: str
     signature: _Signature
+    latency_ms: dict[str, float] = {}
 
 
 class ServingCard(_Lenient):
@@ -81,6 +82,17 @@ def load_servable(model_dir: Path) -> ServingCard:
         raise VariantNotServable(f"{card.case_study} v{card.version} {card.precision} is not servable: {detail}; "
                                  "serve another precision or rebuild")
     return card
+
+
+INLINE_BUDGET_MS = 1.0
+
+
+def inline_compute(card: ServingCard) -> bool:
+    """Whether a full batch through every graph takes under INLINE_BUDGET_MS (per the card's
+    onnxruntime timings): then running it on the event loop beats a thread hand-off."""
+    if not card.graphs or any("batch64" not in g.latency_ms for g in card.graphs):
+        return False
+    return sum(g.latency_ms["batch64"] for g in card.graphs) <= INLINE_BUDGET_MS
 
 
 def _dims(shape: list[int]) -> tuple[int, ...]:

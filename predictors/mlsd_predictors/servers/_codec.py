@@ -160,6 +160,42 @@ def decode_rest(body: bytes, header_length: str | None) -> DecodedRequest:
                           binary_default, parameters)
 
 
+_GRPC_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+                  "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+                  "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
+                  "FP64": "fp64_contents"}
+
+
+def _grpc_contents_decoder(tensor, datatype: str, index: int):
+    def decode() -> np.ndarray:
+        field = _GRPC_CONTENTS.get(datatype)
+        if field is None:
+            raise MalformedRequest(f"inputs[{index}].contents", f"{datatype} data must be sent as raw_input_contents")
+        return np.array(getattr(tensor.contents, field), dtype=triton_to_np_dtype(datatype))
+
+    return decode
+
+
+def decode_grpc(request) -> DecodedRequest:
+    """A v2 gRPC `ModelInferRequest` (any protobuf with its fields) as a DecodedRequest; raw
+    tensors stay bytes until `np.frombuffer`, as over REST."""
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise MalformedRequest("raw_input_contents", f"{len(raw)} raw tensors for {len(request.inputs)} inputs")
+    tensors = []
+    for i, tensor in enumerate(request.inputs):
+        shape = list(tensor.shape)
+        if raw:
+            if tensor.HasField("contents"):
+                raise MalformedRequest(f"inputs[{i}].contents", "give contents or raw_input_contents, not both")
+            decoder = _binary_decoder(memoryview(raw[i]), tensor.datatype, shape, i)
+        else:
+            decoder = _grpc_contents_decoder(tensor, tensor.datatype, i)
+        tensors.append(RawTensor(tensor.name, tensor.datatype, shape, decoder))
+    outputs = [RequestedOutput(o.name, True) for o in request.outputs] or None
+    return DecodedRequest(request.id or None, tensors, outputs, True)
+
+
 def select_outputs(available: dict[str, np.ndarray], requested: list[RequestedOutput] | None,
                    binary_default: bool) -> list[RequestedOutput]:
     if requested is None:

@@ -26,7 +26,7 @@ from tritonclient.utils import np_to_triton_dtype
 
 from . import _metrics
 from ._batcher import MicroBatcher
-from ._card import load_servable, request_signature
+from ._card import inline_compute, load_servable, request_signature
 from ._codec import DecodedRequest, RequestedOutput, select_outputs
 from ._errors import MalformedRequest, ServingError, UnknownInput
 from ._signature import RawTensor, Signature, TensorSpec, check_inputs
@@ -89,7 +89,7 @@ class CaseStudyModel(Model):
 
     def __init__(self, name: str, model_dir: str | Path, *, track: str | None = None,
                  max_batch_size: int | None = None, max_latency_ms: float = 0.0,
-                 ort_threads: int = 0, workers: int = 1) -> None:
+                 ort_threads: int = 0, workers: int = -1) -> None:
         super().__init__(name)
         self.model_dir = Path(model_dir)
         self.track = track or os.environ.get("MLSD_TRACK", "stable")
@@ -113,13 +113,17 @@ class CaseStudyModel(Model):
         self.version = str(self.card.version)
         self.labels = {"model": self.name, "version": self.version, "track": self.track,
                        "case_study": self.case_study}
+        workers = self.workers if self.workers >= 0 else (0 if inline_compute(self.card) else 1)
         self.batcher = MicroBatcher(self.compute, max_batch_size=self.signature.max_batch_size,
-                                    max_latency_ms=self.max_latency_ms, workers=self.workers,
+                                    max_latency_ms=self.max_latency_ms, workers=workers,
                                     on_batch=self.series.batch.labels(**self.labels).observe)
         self.series.info.labels(**self.labels, precision=self.card.precision, runtime="kserve").set(1)
         for stage in _metrics.STAGES:   # export every series from the start, not after first traffic
             self.series.duration.labels(**self.labels, stage=stage)
-        self.series.inflight.labels(**self.labels)
+        # Children resolved once: a label lookup per metric per request adds up on small models.
+        self._inflight = self.series.inflight.labels(**self.labels)
+        self._stage = {stage: self.series.duration.labels(**self.labels, stage=stage) for stage in _metrics.STAGES}
+        self._ok = self.series.requests.labels(**self.labels, code="200")
         self.ready = True
         return self.ready
 
@@ -161,7 +165,7 @@ class CaseStudyModel(Model):
     async def __call__(self, body: Any, headers: dict[str, str] | None = None,
                        verb: InferenceVerb = InferenceVerb.PREDICT) -> tuple[Any, dict[str, str]]:
         labels, series = self.labels, self.series
-        series.inflight.labels(**labels).inc()
+        self._inflight.inc()
         start = time.perf_counter()
         code = "200"
         try:
@@ -172,7 +176,7 @@ class CaseStudyModel(Model):
             response = self.postprocess_any(body, results)
             t3 = time.perf_counter()
             for stage, seconds in (("preprocess", t1 - start), ("predict", t2 - t1), ("postprocess", t3 - t2)):
-                series.duration.labels(**labels, stage=stage).observe(seconds)
+                self._stage[stage].observe(seconds)
             return response, {}
         except ServingError as err:
             code = str(int(err.http_status))
@@ -183,9 +187,9 @@ class CaseStudyModel(Model):
             series.errors.labels(**labels, reason="internal").inc()
             raise
         finally:
-            series.inflight.labels(**labels).dec()
-            series.requests.labels(**labels, code=code).inc()
-            series.duration.labels(**labels, stage="total").observe(time.perf_counter() - start)
+            self._inflight.dec()
+            (self._ok if code == "200" else series.requests.labels(**labels, code=code)).inc()
+            self._stage["total"].observe(time.perf_counter() - start)
 
     def preprocess_any(self, body: Any) -> dict[str, np.ndarray]:
         if isinstance(body, DecodedRequest):

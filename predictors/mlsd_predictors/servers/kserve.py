@@ -39,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_latency_ms", type=float, default=0.0, help="wait to fill a batch (0: opportunistic)")
     parser.add_argument("--ort_threads", type=int, default=int(os.environ.get("MLSD_ORT_THREADS", "0")),
                         help="onnxruntime intra-op threads (0: one per core)")
-    parser.add_argument("--compute_workers", type=int, default=1,
-                        help="threads running the model (0: inline on the event loop, for sub-millisecond models)")
+    parser.add_argument("--compute_workers", type=int, default=-1,
+                        help="threads running the model; 0: inline on the event loop; -1 (default): inline when "
+                             "the card times a batch of 64 under 1 ms, else one thread")
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument("--access_log", action="store_true",
                         help="log every request (off: KServe logs three lines per request, a measurable cost)")

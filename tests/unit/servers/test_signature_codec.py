@@ -144,3 +144,42 @@ def test_decoder_on_random_bytes(raw, header) -> None:
         check_inputs(decode_rest(raw, header).inputs, SIGNATURE)
     except ServingError:
         pass
+
+
+def _grpc_request(tensors, raw=None):
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name="m")
+    for name, datatype, shape, values in tensors:
+        tensor = request.inputs.add(name=name, datatype=datatype, shape=shape)
+        if values is not None:
+            tensor.contents.int64_contents.extend(values) if datatype == "INT64" else tensor.contents.fp32_contents.extend(values)
+    for chunk in raw or []:
+        request.raw_input_contents.append(chunk)
+    return request
+
+
+def test_grpc_requests_decode_raw_and_typed_contents() -> None:
+    from mlsd_predictors.servers._codec import decode_grpc
+
+    raw = _grpc_request([("ids", "INT64", [1, 3], None), ("x", "FP32", [1, 2, 2], None)],
+                        [np.arange(3, dtype=np.int64).tobytes(), np.ones(4, np.float32).tobytes()])
+    assert check_inputs(decode_grpc(raw).inputs, SIGNATURE)["ids"].tolist() == [[0, 1, 2]]
+    typed = _grpc_request([("ids", "INT64", [1, 3], [4, 5, 6]), ("x", "FP32", [1, 2, 2], [0.5] * 4)])
+    assert check_inputs(decode_grpc(typed).inputs, SIGNATURE)["x"].shape == (1, 2, 2)
+    with pytest.raises(MalformedRequest, match="raw_input_contents"):
+        decode_grpc(_grpc_request([("ids", "INT64", [1, 3], None)], [b"", b""]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(tensors=st.lists(st.tuples(st.sampled_from(["ids", "x", "q"]), st.sampled_from(["INT64", "FP32", "BYTES", "FP16"]),
+                                  st.lists(st.integers(0, 5), max_size=4),
+                                  st.none() | st.lists(st.integers(-5, 5), max_size=12)), max_size=3),
+       raw=st.none() | st.lists(st.binary(max_size=40), max_size=3))
+def test_grpc_decoder_raises_only_serving_errors(tensors, raw) -> None:
+    from mlsd_predictors.servers._codec import decode_grpc
+
+    try:
+        check_inputs(decode_grpc(_grpc_request(tensors, raw)).inputs, SIGNATURE)
+    except ServingError:
+        pass
