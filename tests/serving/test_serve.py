@@ -103,6 +103,13 @@ def test_split_and_mirror_on_triton(models_root: Path, tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "shadow did not receive its mirrored share"
             time.sleep(0.2)
         assert abs(serve.metric("nv_inference_request_success", model=CASE, track="shadow") - REQUESTS * 0.5) <= 1
+        # Agreement measured per mirrored request: v3 answers differently from v1/v2, never identically.
+        while serve.metric("mlsd_shadow_abs_difference_count", version="3", output="click_probability") < REQUESTS * 0.5:
+            assert time.monotonic() < deadline, "mirrored answers were not compared"
+            time.sleep(0.2)
+        compared = serve.metric("mlsd_shadow_abs_difference_count", version="3", output="click_probability")
+        identical = serve.metric("mlsd_shadow_abs_difference_bucket", version="3", output="click_probability", le="0.0")
+        assert compared == REQUESTS * 0.5 and identical == 0
         # gRPC through the front door: same split machinery, answers from stable or canary only.
         grpc_front = client(grpcclient, f"127.0.0.1:{serve.grpc}")
         for _ in range(20):

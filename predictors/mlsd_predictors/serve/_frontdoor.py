@@ -5,7 +5,8 @@
   long-run shares with no variance, so a short local run already shows the configured split.
 - Mirroring: a `percent` share of infer requests is also sent to the shadow track, after the
   client's answer is on its way; the shadow's answer is discarded (only counted), as the HTTPRoute
-  RequestMirror filter does.
+  RequestMirror filter does. Agreement is measured: the largest |shadow - served| of each float
+  output goes into `mlsd_shadow_abs_difference{version,output}`.
 - Other v2 endpoints (health, metadata) answer from the stable track; `/metrics` merges every
   track's series, each sample labelled with its `track` (and `version`) where it did not say.
 - gRPC: the same split and mirroring for `ModelInfer`, as opaque bytes (no decoding on the way).
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 
 import grpc
 import httpx
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+import numpy as np
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
@@ -35,6 +38,42 @@ log = logging.getLogger("mlsd.serve")
 FORWARDED_HEADERS = ("content-type", "inference-header-content-length", "accept", "x-request-id")
 RETURNED_HEADERS = ("content-type", "inference-header-content-length")
 GRPC_SERVICE = "/inference.GRPCInferenceService/"
+AGREEMENT_BUCKETS = (0.0, 1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def rest_outputs(body: bytes, header_length: str | None) -> dict[str, np.ndarray]:
+    """Output tensors of a v2 REST infer response (JSON or binary), for comparing tracks; {} if unreadable."""
+    try:
+        length = int(header_length) if header_length else len(body)
+        document = orjson.loads(body[:length])
+        out, offset = {}, length
+        for tensor in document.get("outputs", []):
+            dtype = np.dtype(_NP.get(tensor["datatype"], "V"))
+            size = (tensor.get("parameters") or {}).get("binary_data_size")
+            if size is not None:
+                data = np.frombuffer(body[offset:offset + size], dtype=dtype)
+                offset += size
+            else:
+                data = np.asarray(tensor["data"], dtype=dtype)
+            out[tensor["name"]] = data.reshape(tensor["shape"])
+        return out
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        return {}
+
+
+def grpc_outputs(payload: bytes) -> dict[str, np.ndarray]:
+    """Output tensors of a serialized ModelInferResponse with raw contents; {} if unreadable."""
+    from tritonclient.grpc import service_pb2   # the front door never imports kserve's protos
+
+    try:
+        response = service_pb2.ModelInferResponse.FromString(payload)
+        return {t.name: np.frombuffer(raw, dtype=np.dtype(_NP.get(t.datatype, "V"))).reshape(list(t.shape))
+                for t, raw in zip(response.outputs, response.raw_output_contents, strict=True)}
+    except (ValueError, TypeError):
+        return {}
+
+
+_NP = {"FP32": "float32", "FP64": "float64", "FP16": "float16", "INT64": "int64", "INT32": "int32", "BOOL": "bool"}
 
 
 class WeightedRoundRobin:
@@ -96,6 +135,16 @@ class FrontDoorMetrics:
                               ("track", "version", "protocol", "code"), registry=self.registry)
         self.mirrored = Counter("mlsd_frontdoor_mirrored_requests", "Infer requests mirrored to the shadow.",
                                 ("track", "version", "protocol", "outcome"), registry=self.registry)
+        self.disagreement = Histogram(
+            "mlsd_shadow_abs_difference", "Largest |shadow - served| per float output and mirrored request.",
+            ("version", "output"), buckets=AGREEMENT_BUCKETS, registry=self.registry)
+
+    def compare(self, version: str, served: dict[str, np.ndarray], shadow: dict[str, np.ndarray]) -> None:
+        for name, value in served.items():
+            other = shadow.get(name)
+            if other is None or other.shape != value.shape or value.dtype.kind != "f" or value.size == 0:
+                continue
+            self.disagreement.labels(version, name).observe(float(np.max(np.abs(other - value))))
 
 
 def _label_family(family: Metric, track: str, version: str) -> Metric:
@@ -143,13 +192,17 @@ def http_app(backends: Sequence[Backend], routing: Routing, metrics: FrontDoorMe
     def forwarded(request: Request) -> dict[str, str]:
         return {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
 
-    async def mirror(target: Backend, path: str, body: bytes, headers: dict[str, str]) -> None:
+    async def mirror(target: Backend, path: str, body: bytes, headers: dict[str, str], served: httpx.Response) -> None:
         try:
             response = await client.post(f"{target.http_url}{path}", content=body, headers=headers)
             outcome = "ok" if response.status_code < 400 else f"http_{response.status_code}"
         except httpx.HTTPError:
             outcome = "unreachable"
         metrics.mirrored.labels("shadow", target.track.version, "http", outcome).inc()
+        if outcome == "ok" and served.status_code == 200:
+            length = "inference-header-content-length"
+            metrics.compare(target.track.version, rest_outputs(served.content, served.headers.get(length)),
+                            rest_outputs(response.content, response.headers.get(length)))
 
     async def infer(request: Request) -> Response:
         body = await request.body()
@@ -164,7 +217,7 @@ def http_app(backends: Sequence[Backend], routing: Routing, metrics: FrontDoorMe
             return JSONResponse({"error": f"{target.track.name} track unreachable: {err}"}, status_code=502)
         metrics.routed.labels(target.track.name, target.track.version, "http", str(response.status_code)).inc()
         if shadow is not None:
-            task = asyncio.get_running_loop().create_task(mirror(shadow, path, body, headers))
+            task = asyncio.get_running_loop().create_task(mirror(shadow, path, body, headers, response))
             background.add(task)
             task.add_done_callback(background.discard)
         out_headers = {k: v for k, v in response.headers.items() if k.lower() in RETURNED_HEADERS}
@@ -221,13 +274,15 @@ class GrpcFrontDoor:
     def _call(self, track: str, method: str):
         return self.channels[track].unary_unary(method, request_serializer=None, response_deserializer=None)
 
-    async def _mirror(self, backend: Backend, method: str, request: bytes, metadata) -> None:
+    async def _mirror(self, backend: Backend, method: str, request: bytes, metadata, served: bytes) -> None:
         try:
-            await self._call(backend.track.name, method)(request, metadata=metadata, timeout=60)
+            response = await self._call(backend.track.name, method)(request, metadata=metadata, timeout=60)
             outcome = "ok"
         except grpc.aio.AioRpcError as err:
             outcome = err.code().name.lower()
         self.metrics.mirrored.labels("shadow", backend.track.version, "grpc", outcome).inc()
+        if outcome == "ok":
+            self.metrics.compare(backend.track.version, grpc_outputs(served), grpc_outputs(response))
 
     def handler(self):
         front = self
@@ -253,7 +308,8 @@ class GrpcFrontDoor:
                         front.metrics.routed.labels(target.track.name, target.track.version, "grpc", "ok").inc()
                         shadow = front.routing.mirror_to()
                         if shadow is not None:
-                            task = asyncio.get_running_loop().create_task(front._mirror(shadow, method, request, metadata))
+                            task = asyncio.get_running_loop().create_task(
+                                front._mirror(shadow, method, request, metadata, response))
                             front.background.add(task)
                             task.add_done_callback(front.background.discard)
                     await context.send_initial_metadata((("x-mlsd-track", target.track.name),
