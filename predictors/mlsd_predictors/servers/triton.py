@@ -18,6 +18,10 @@ from pathlib import Path
 from ._triton import TritonFailed, TritonNotFound, TritonServer
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlsd_predictors.servers.triton", description=__doc__.split("\n")[0])
     parser.add_argument("repositories", nargs="+", type=Path, help="<out>/<case>/<V>/triton/<precision> directories")
@@ -37,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"tritonserver ready: http {server.http_url}  grpc {server.grpc_url}  "
           f"metrics http://{args.host}:{args.metrics_port}/metrics", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
-    try:
+    signal.signal(signal.SIGTERM, _interrupt)   # stop in `finally`, outside the handler: Popen.wait
+    try:                                          # is not re-entrant (it holds a lock while waiting)
         assert server.process is not None
         return server.process.wait()
     except KeyboardInterrupt:
