@@ -240,6 +240,8 @@ def test_kserve_standard_canary_is_an_explicit_entry():
     assert entry["predictor"]["name"] == "v8"
     assert entry["predictor"]["model"]["storageUri"] == "pvc://models/ad-click-prediction/8/kserve/fp32"
     assert "minReplicas" not in entry["predictor"], "KServe canaries take no autoscaling fields"
+    assert entry["predictor"]["model"]["env"] == [{"name": "MLSD_TRACK", "value": "canary"}]
+    assert spec["predictor"]["model"]["env"] == [{"name": "MLSD_TRACK", "value": "stable"}]
 
 
 def test_kserve_serverless_canary_steps_canary_traffic_percent():

@@ -66,9 +66,11 @@ def build_serving_runtime(mdep: ModelDeployment, config: RenderConfig) -> dict[s
     }
 
 
-def _model_spec(mdep: ModelDeployment, model: ModelRef, pod: c.PodPlacement) -> dict[str, Any]:
+def _model_spec(mdep: ModelDeployment, model: ModelRef, pod: c.PodPlacement, track: str) -> dict[str, Any]:
     return {
         "modelFormat": {"name": model_format(mdep)},
+        # The predictor labels its metrics with the track (the analysis itself selects by version).
+        "env": [{"name": "MLSD_TRACK", "value": track}],
         "runtime": runtime_name(mdep),
         "protocolVersion": "v2",
         "storageUri": c.variant_uri(model, "kserve"),
@@ -132,7 +134,7 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
     annotations = {"serving.kserve.io/deploymentMode": mode.value, c.ANNOTATION_PLACEMENT: pod.reason} | annotations
 
     predictor: dict[str, Any] = {
-        "model": _model_spec(mdep, spec.model, pod),
+        "model": _model_spec(mdep, spec.model, pod, c.TRACK_STABLE),
         **scaling,
         **_placement_fields(pod),
         **_batcher(spec.batching),
@@ -148,13 +150,14 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
                 "predictor": {
                     "name": canary_predictor_name(mdep, canary_version),
                     # The v0.20 CRD requires the canary model's container name (the stable one defaults).
-                    "model": {"name": "kserve-container", **_model_spec(mdep, spec.canary.model, pod)},
+                    "model": {"name": "kserve-container", **_model_spec(mdep, spec.canary.model, pod, c.TRACK_CANARY)},
                     **_placement_fields(pod),
                     **_batcher(spec.batching),
                 },
             }]
         else:
-            predictor["model"] = _model_spec(mdep, spec.canary.model, pod)
+            # Serverless: the latest revision is the canary; the previous one keeps serving as stable.
+            predictor["model"] = _model_spec(mdep, spec.canary.model, pod, c.TRACK_CANARY)
             predictor["canaryTrafficPercent"] = traffic.canary_percent
 
     object_labels = c.labels(mdep, component="predictor", version=spec.model.version, track=c.TRACK_STABLE)
