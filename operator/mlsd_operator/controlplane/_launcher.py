@@ -247,7 +247,7 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki.sa_key}",
                 # ClusterIPs from loopback too: with no kube-proxy nothing routes them, and a client
                 # that tries one anyway stays on this machine.
-                "--service-cluster-ip-range=127.3.0.0/24",
+                "--service-cluster-ip-range=127.3.0.0/16",
                 "--allow-privileged=true",
                 # As envtest: pods need no ServiceAccount object to exist first, so a test can
                 # create a pod right after creating its namespace.
