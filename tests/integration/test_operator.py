@@ -261,3 +261,19 @@ def test_missing_kserve_is_reported_and_retried_until_installed(tmp_path):
                        "the operator to proceed once KServe's CRDs exist")
         finally:
             process.stop()
+
+
+def test_a_write_the_api_server_refuses_is_reported_and_retried(control_plane, operator, namespace, k8s):
+    quota = client.V1ResourceQuota(metadata=client.V1ObjectMeta(name="one-service"),
+                                   spec=client.V1ResourceQuotaSpec(hard={"services": "1"}))
+    k8s.core.create_namespaced_resource_quota(namespace, quota)
+    eventually(operator, lambda: k8s.core.read_namespaced_resource_quota("one-service", namespace).status.hard,
+               "the quota to be counted")
+    create(control_plane, namespace, manifest(name="quota", namespace=None, runtime="triton"))
+    status = eventually(operator, lambda: (s := get_mdep(k8s, namespace, "quota").get("status", {}))
+                        .get("phase") == "Degraded" and s, "phase Degraded")
+    ready = condition({"status": status}, "Ready")
+    assert ready["reason"] == "ApplyFailed" and "exceeded quota" in ready["message"]
+    k8s.core.delete_namespaced_resource_quota("one-service", namespace)
+    eventually(operator, lambda: get_mdep(k8s, namespace, "quota").get("status", {}).get("phase") == "Ready",
+               "Ready once the quota is gone", timeout=90)

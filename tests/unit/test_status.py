@@ -105,3 +105,9 @@ def test_failed_status_for_an_unrunnable_spec():
     assert conditions(status)["Ready"] == ("False", "InvalidSpec")
     waiting = st.failed_status(mdep(), None, st.Reason.DEPENDENCY_MISSING, "install KServe")
     assert waiting["phase"] == "Pending"
+
+
+def test_a_refused_write_is_degraded_not_failed():
+    status = st.failed_status(mdep(), None, st.Reason.APPLY_FAILED, "exceeded quota")
+    assert status["phase"] == "Degraded"
+    assert conditions(status)["Ready"] == ("False", "ApplyFailed")

@@ -4,6 +4,7 @@ Importing this module registers the handlers, so `kopf run -m mlsd_operator.cont
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -70,7 +71,11 @@ def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
         RECONCILES.labels(trigger, "error").inc()
         if error.status == 409:
             raise kopf.TemporaryError(f"conflict, retrying: {error.reason}", delay=1) from None
-        raise
+        # The API server refused a child (quota, admission, exhausted IP range...): say so in status.
+        message = f"the API server refused a write ({error.status} {error.reason}): {_api_message(error)}"
+        if record_failure(memo.kube, obj, st.Reason.APPLY_FAILED, message):
+            kopf.warn(body, reason=st.Reason.APPLY_FAILED, message=message)
+        raise kopf.TemporaryError(message, delay=10) from None
     finally:
         RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
     RECONCILES.labels(trigger, "ok").inc()
@@ -80,6 +85,13 @@ def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
     if phase != previous_phase:
         kopf.info(body, reason="PhaseChanged", message=f"{previous_phase or 'None'} -> {phase}")
     logger.debug("reconciled: %d change(s), status written: %s", len(outcome.changes), outcome.status_written)
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body).get("message", ""))[:1000]
+    except (TypeError, ValueError):
+        return str(error.body)[:1000]
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

@@ -34,6 +34,7 @@ class Reason:
     DEPENDENCY_MISSING = "DependencyMissing"
     OWNERSHIP_CONFLICT = "OwnershipConflict"
     DEPLOYMENT_FAILED = "DeploymentFailed"
+    APPLY_FAILED = "ApplyFailed"
     AS_EXPECTED = "AsExpected"
 
 
@@ -225,7 +226,7 @@ def failed_status(mdep: ModelDeployment, current: dict[str, Any] | None, reason:
     conditions = [c for c in current.get("conditions") or [] if c.get("type") in (READY, PROGRESSING, DEGRADED)]
     conditions = set_condition(conditions, READY, False, reason, message, generation)
     conditions = set_condition(conditions, DEGRADED, True, reason, message, generation)
-    phase = Phase.PENDING if reason == Reason.DEPENDENCY_MISSING else Phase.FAILED
+    phase = {Reason.DEPENDENCY_MISSING: Phase.PENDING, Reason.APPLY_FAILED: Phase.DEGRADED}.get(reason, Phase.FAILED)
     return {**current, "phase": phase.value, "observedGeneration": generation, "conditions": conditions}
 
 
