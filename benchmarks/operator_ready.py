@@ -25,7 +25,7 @@ from kubernetes import client
 from mlsd_operator import _yaml
 from mlsd_operator.api import ModelDeployment
 from mlsd_operator.builders import build_children
-from mlsd_operator.controlplane import KUBE_VERSION, ControlPlane
+from mlsd_operator.controlplane import KUBE_VERSION, ControlPlane, FakeNode
 from tests.conftest import manifest
 from tests.integration.operator_harness import OperatorProcess, install_crds
 
@@ -58,7 +58,9 @@ def bench(plane: ControlPlane, work: Path, count: int) -> dict[str, float]:
     for ns in (ns_base, ns_op):
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
 
-    objs = [manifest(name=f"m{i}", namespace=None, runtime="triton",
+    # Small requests: the point is the control loop, not bin-packing 200 replicas onto fake nodes.
+    small = {"resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}}}
+    objs = [manifest(name=f"m{i}", namespace=None, runtime="triton", placement=small,
                      model={"storageUri": f"s3://models/ad/{i}"}) for i in range(count)]
 
     # Baseline: the very objects the operator would create (rendered by the same builders), applied
@@ -88,8 +90,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# operator apply -> Ready | {platform.processor() or platform.machine()}, "
           f"{psutil.cpu_count()} cores, Kubernetes {KUBE_VERSION}, Python {platform.python_version()}")
+    # Enough fake CPU nodes for every replica of both namespaces (each pod asks 100m: the puller).
+    nodes = [FakeNode(f"kwok-cpu-{i}", cpu="64", memory="256Gi", pods="250")
+             for i in range(max(2, 1 + 2 * sum(args.counts) // 200))]
     with tempfile.TemporaryDirectory() as tmp, ControlPlane(controller_manager=True, scheduler=True, kwok=True,
-                                                            work_dir=Path(tmp) / "cp") as plane:
+                                                            nodes=nodes, work_dir=Path(tmp) / "cp") as plane:
         work = Path(tmp)
         install_crds(plane, kserve=False, gateway_api=True)
         operator = OperatorProcess(plane, work / "operator.log").start()
