@@ -232,8 +232,10 @@ def test_two_replicas_one_leads_the_standby_takes_over(control_plane, operator, 
     standby = OperatorProcess(control_plane, tmp_path / "standby.log").start()
     try:
         eventually(standby, lambda: "standing by" in standby.log_tail(200), "the second replica to stand by")
+        assert "mlsd_operator_leader 0.0" in standby.metrics(), "a standby serves /metrics too"
         operator.kill()
         eventually(standby, lambda: "became leader" in standby.log_tail(200), "the standby to take the lease")
+        eventually(standby, lambda: "mlsd_operator_leader 1.0" in standby.metrics(), "the leader gauge")
         create(control_plane, namespace, manifest(name="after-failover", namespace=None, runtime="triton"))
         eventually(standby, lambda: get_mdep(k8s, namespace, "after-failover").get("status", {}).get("phase") == "Ready",
                    "the new leader to reconcile")

@@ -12,14 +12,13 @@ from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
-from prometheus_client import start_http_server
 
 from mlsd_operator.api import GROUP, PLURAL, VERSION
 from mlsd_operator.builders import LABEL_DEPLOYMENT
 
 from . import _status as st
 from ._kube import FIELD_MANAGER, Kube
-from ._metrics import RECONCILE_SECONDS, RECONCILES
+from ._metrics import LEADER, RECONCILE_SECONDS, RECONCILES, serve_metrics
 from ._reconcile import PermanentFailure, WaitingForDependency, record_failure, reconcile
 from ._progress import tick
 from ._settings import OperatorSettings
@@ -46,9 +45,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     memo.settings = OperatorSettings.from_env()
     memo.kube = Kube(missing_api_ttl=memo.settings.dependency_retry_seconds)
     memo.prometheus = Prometheus(memo.settings.prometheus_url)
-    if memo.settings.metrics_port:
-        start_http_server(memo.settings.metrics_port)
+    if serve_metrics(memo.settings.metrics_port):
         logger.info("metrics on :%d/metrics", memo.settings.metrics_port)
+    LEADER.set(1)
 
 
 def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, *, apply: bool = True) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("mlsd_operator_reconciles_total", "Reconciles by trigger and result", ["trigger", "result"])
 RECONCILE_SECONDS = Histogram("mlsd_operator_reconcile_duration_seconds", "Time per reconcile", ["trigger"],
@@ -10,3 +12,19 @@ RECONCILE_SECONDS = Histogram("mlsd_operator_reconcile_duration_seconds", "Time 
 CHILD_WRITES = Counter("mlsd_operator_child_writes_total", "Children applied or deleted", ["kind", "action"])
 STATUS_WRITES = Counter("mlsd_operator_status_writes_total", "Status patches (only when status changed)")
 ROLLOUT_DECISIONS = Counter("mlsd_operator_rollout_decisions_total", "Canary decisions by action", ["action"])
+LEADER = Gauge("mlsd_operator_leader", "1 while this replica holds the leader Lease, 0 while it stands by")
+
+_serving_lock = threading.Lock()
+_serving_port: int | None = None
+
+
+def serve_metrics(port: int) -> bool:
+    """Starts the /metrics endpoint once per process (standby replicas serve it too, so Prometheus
+    never sees a healthy standby as down); True if this call started it."""
+    global _serving_port
+    with _serving_lock:
+        if not port or _serving_port is not None:
+            return False
+        start_http_server(port)
+        _serving_port = port
+        return True

@@ -32,6 +32,10 @@ def operator_command(
     if leader_election:
         from mlsd_operator.controller._kube import new_api_client
         from mlsd_operator.controller._leader import LeaseElector, StandbyHealth
+        from mlsd_operator.controller._metrics import LEADER, serve_metrics
+
+        serve_metrics(metrics_port)
+        LEADER.set(0)
 
         lease_seconds = int(os.environ.get("MLSD_LEASE_SECONDS", "15"))
         elector = LeaseElector(new_api_client(), lease_namespace, lease_seconds=lease_seconds,
