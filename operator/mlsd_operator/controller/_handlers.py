@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator.api import GROUP, PLURAL, VERSION
 from mlsd_operator.builders import LABEL_DEPLOYMENT
+from mlsd_operator.rollout import Prometheus, PrometheusError
 
 from . import _status as st
 from ._kube import FIELD_MANAGER, Kube
@@ -22,7 +23,6 @@ from ._metrics import LEADER, RECONCILE_SECONDS, RECONCILES, serve_metrics
 from ._reconcile import PermanentFailure, WaitingForDependency, record_failure, reconcile
 from ._progress import tick
 from ._settings import OperatorSettings
-from mlsd_operator.rollout import Prometheus, PrometheusError
 
 MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
 RESYNC_SECONDS = float(os.environ.get("MLSD_RESYNC_SECONDS", "300"))

@@ -11,7 +11,7 @@ from kubernetes import client, config as kube_config, dynamic
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
-from mlsd_operator.api import API_VERSION, KIND, PLURAL, GROUP, VERSION
+from mlsd_operator.api import GROUP, PLURAL, VERSION
 from mlsd_operator.builders import LABEL_DEPLOYMENT
 
 FIELD_MANAGER = "mlsd-operator"
@@ -198,4 +198,4 @@ class Kube:
             GROUP, VERSION, namespace, PLURAL, name, patch, _content_type="application/merge-patch+json")
 
 
-__all__ = ["API_VERSION", "KIND", "Kube", "MissingApi", "ObjectKey", "OwnershipConflict", "log"]
+__all__ = ["Kube", "MissingApi", "ObjectKey", "OwnershipConflict", "log"]

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlsd_operator.api import ModelDeployment, Runtime
-from mlsd_operator.builders import TrafficState, UnsupportedSpec, build_children
+from mlsd_operator.builders import TrafficState, UnsupportedSpec, build_children, version_name
 from mlsd_operator.builders._kserve import KSERVE_API
 
 from . import _status as st
@@ -54,7 +54,7 @@ def _observe(kube: Kube, mdep: ModelDeployment, traffic: TrafficState) -> st.Obs
         isvc = kube.get(KSERVE_API, "InferenceService", namespace, mdep.metadata.name)
         url = ((isvc or {}).get("status") or {}).get("url")
         return st.Observation(st.observe_inference_service(versions, isvc), url)
-    tracks = {v: st.observe_deployment(v, kube.get("apps/v1", "Deployment", namespace, st.version_name(mdep, v)))
+    tracks = {v: st.observe_deployment(v, kube.get("apps/v1", "Deployment", namespace, version_name(mdep, v)))
               for v in versions}
     return st.Observation(tracks)
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlsd_operator.api import ModelDeployment, Phase, Runtime
-from mlsd_operator.builders import LABEL_DEPLOYMENT, LABEL_VERSION, TrafficState, version_name
+from mlsd_operator.builders import LABEL_DEPLOYMENT, LABEL_VERSION, TrafficState
+from mlsd_operator.rollout import format_time
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -39,7 +40,8 @@ class Reason:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The timestamp format of every time in status (one formatter: rollout.format_time)."""
+    return format_time(dt.datetime.now(dt.timezone.utc))
 
 
 @dataclass(frozen=True)
@@ -259,5 +261,3 @@ def track_names(mdep: ModelDeployment, traffic: TrafficState) -> list[str]:
         versions.append(mdep.spec.shadow.model.version)
     return versions
 
-
-__all__ = ["version_name"]
