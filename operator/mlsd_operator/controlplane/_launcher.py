@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -72,6 +73,12 @@ class ControlPlane:
     die_with_parent: the kernel kills the processes if the thread that started them dies, even
         by SIGKILL. Start from the main (or another long-lived) thread; a detached dev cluster
         keeps this on too, its supervisor process being the parent.
+    audit: the API server writes an audit log (`audit_log_path`, JSON lines, one event per
+        request at level Metadata: who, verb, resource, response code), e.g. to compare the
+        verbs a ServiceAccount uses with the ones it was granted.
+
+    Fault injection: `stop_component(name)`, `start_component(name)` (same flags, ports and etcd
+    data, waits until healthy again) and `restart_component(name)`.
     """
 
     def __init__(
@@ -85,6 +92,7 @@ class ControlPlane:
         bin_dir: Path | str | None = None,
         start_timeout: float = 120.0,
         die_with_parent: bool = True,
+        audit: bool = False,
     ):
         if nodes and not kwok:
             raise ValueError("fake nodes need kwok=True")
@@ -97,7 +105,11 @@ class ControlPlane:
         self.bin_dir = Path(bin_dir) if bin_dir is not None else None
         self.start_timeout = start_timeout
         self.die_with_parent = die_with_parent
+        self.audit = audit
+        self.audit_log_path = Path()
         self.processes: dict[str, ManagedProcess] = {}
+        # How to tell each component is up again after `start_component`.
+        self._healthy: dict[str, Callable[[], bool]] = {}
         self.work_dir: Path | None = None
         self.binaries: dict[str, Path] = {}
         self.server = ""
@@ -175,6 +187,24 @@ class ControlPlane:
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.processes.items()}
 
+    # -- fault injection ----------------------------------------------------------------------
+
+    def stop_component(self, name: str, *, hard: bool = False) -> None:
+        """Stops one component (SIGTERM, or SIGKILL with `hard`); the others keep running."""
+        self.processes[name].stop(grace=0.0 if hard else 10.0)
+
+    def start_component(self, name: str) -> None:
+        """Starts a stopped component again with the same flags, and waits until it is healthy."""
+        process = self.processes[name]
+        process.respawn()
+        process.wait_until(self._healthy[name], self.start_timeout, "healthy after a restart")
+
+    def restart_component(self, name: str, *, hard: bool = False, down_seconds: float = 0.0) -> None:
+        self.stop_component(name, hard=hard)
+        if down_seconds:
+            time.sleep(down_seconds)
+        self.start_component(name)
+
     # -- clients ------------------------------------------------------------------------------
 
     def kubectl(
@@ -221,9 +251,8 @@ class ControlPlane:
                 "--unsafe-no-fsync=true",
             ],
         )
-        etcd.wait_until(
-            lambda: http_ok(f"{client}/health", expect=b'"true"'), self.start_timeout, "healthy"
-        )
+        self._healthy["etcd"] = lambda: http_ok(f"{client}/health", expect=b'"true"')
+        etcd.wait_until(self._healthy["etcd"], self.start_timeout, "healthy")
 
     def _start_apiserver(self, port: int, etcd_port: int, pki: Pki) -> None:
         self.server = f"https://127.0.0.1:{port}"
@@ -254,13 +283,26 @@ class ControlPlane:
                 "--disable-admission-plugins=ServiceAccount",
                 # No kube-proxy, so the `kubernetes` Service needs no endpoints.
                 "--endpoint-reconciler-type=none",
+                *self._audit_flags(),
             ],
         )
         context = ssl.create_default_context(cafile=str(pki.ca_cert))
         context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
-        apiserver.wait_until(
-            lambda: http_ok(f"{self.server}/readyz", context=context), self.start_timeout, "ready"
-        )
+        self._healthy["kube-apiserver"] = lambda: http_ok(f"{self.server}/readyz", context=context)
+        apiserver.wait_until(self._healthy["kube-apiserver"], self.start_timeout, "ready")
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.work_dir / "audit-policy.yaml"
+        # Metadata: user, verb, resource, subresource, response code; no bodies (small log).
+        policy.write_text(yaml.safe_dump({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+            "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}],
+        }))
+        self.audit_log_path = self.work_dir / "audit.log"
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log_path}",
+                "--audit-log-format=json", "--audit-log-mode=blocking"]
 
     def _write_kubeconfig(self, pki: Pki) -> None:
         def b64(path: Path) -> str:
@@ -320,7 +362,8 @@ class ControlPlane:
     def _wait_healthz(self, process: ManagedProcess, port: int) -> None:
         url = f"https://127.0.0.1:{port}/healthz"
         context = insecure_tls()
-        process.wait_until(lambda: http_ok(url, context=context), self.start_timeout, "healthy")
+        self._healthy[process.name] = lambda: http_ok(url, context=context)
+        process.wait_until(self._healthy[process.name], self.start_timeout, "healthy")
 
     def _start_controller_manager(self, port: int, pki: Pki) -> None:
         argv = self._component_argv("kube-controller-manager", port) + [
@@ -345,7 +388,8 @@ class ControlPlane:
         )
         kwok = self._spawn("kwok", argv)
         url = f"http://127.0.0.1:{port}/healthz"
-        kwok.wait_until(lambda: http_ok(url), self.start_timeout, "healthy")
+        self._healthy["kwok"] = lambda: http_ok(url)
+        kwok.wait_until(self._healthy["kwok"], self.start_timeout, "healthy")
 
     def _create_nodes(self) -> None:
         from kubernetes import client

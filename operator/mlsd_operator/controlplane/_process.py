@@ -47,17 +47,28 @@ class ManagedProcess:
         self.name = name
         self.argv = argv
         self.log_path = log_path
-        with open(log_path, "ab") as log:
-            log.write(f"$ {' '.join(argv)}\n".encode())
+        self.die_with_parent = die_with_parent
+        self.popen = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen:
+        with open(self.log_path, "ab") as log:
+            log.write(f"$ {' '.join(self.argv)}\n".encode())
             log.flush()
-            self.popen = subprocess.Popen(
-                argv,
+            return subprocess.Popen(
+                self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
+
+    def respawn(self) -> None:
+        """Starts the same command again (same flags, ports, data dir) after a stop or a crash;
+        fault-injection tests use it to bring a component back."""
+        if self.running():
+            raise RuntimeError(f"{self.name} is still running")
+        self.popen = self._spawn()
 
     @property
     def pid(self) -> int:
