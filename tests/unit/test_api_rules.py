@@ -10,6 +10,8 @@ from mlsd_operator.api import ModelDeployment, validate_manifest
 from tests.conftest import SAMPLES, canary, manifest
 from mlsd_operator import _yaml
 
+BATCH = {"input": "pvc://data/users.npz", "output": "pvc://data/recommendations"}
+
 # (id, manifest, field path, reason fragment) -- the cases the API server must reject too.
 INVALID = [
     ("unknown-case-study", manifest(caseStudy="fraud"), "spec.caseStudy", "Input should be"),
@@ -61,6 +63,28 @@ INVALID = [
     ("unknown-field", manifest(replicas=3), "spec.replicas", "unknown field"),
     ("bad-quantity", manifest(placement={"resources": {"requests": {"cpu": "lots"}}}),
      "spec.placement.resources.requests.cpu", "should match pattern"),
+    ("cache-personalised", manifest(caseStudy="ad-click-prediction", cache={"size": 100}), "spec",
+     "cache is refused for personalised case studies"),
+    ("cache-on-triton", manifest(caseStudy="visual-search", runtime="triton", cache={"size": 100}), "spec",
+     "cache needs runtime kserve"),
+    ("cache-ttl-short", manifest(caseStudy="visual-search", cache={"ttl": "10ms"}), "spec.cache",
+     "ttl must be at least 1s"),
+    ("batch-s3-output", manifest(batch=BATCH | {"output": "s3://bucket/out"}), "spec.batch.output",
+     "should match pattern"),
+    ("batch-same-in-out", manifest(batch=BATCH | {"output": BATCH["input"]}), "spec.batch",
+     "batch.output must differ from batch.input"),
+    ("batch-dotdot", manifest(batch=BATCH | {"output": "pvc://data/../etc"}), "spec.batch",
+     "must not contain '..' path segments"),
+    ("batch-bad-schedule", manifest(batch=BATCH | {"schedule": "nightly"}), "spec.batch.schedule",
+     "should match pattern"),
+    ("drift-window-short", manifest(drift={"window": "30s"}), "spec.drift", "window must be at least 1m"),
+    ("retraining-without-drift", manifest(retraining={"webhook": {"url": "http://hook/x"}}), "spec",
+     "retraining is triggered by drift"),
+    ("retraining-job-and-webhook", manifest(drift={}, retraining={"webhook": {"url": "http://hook/x"},
+                                                                   "job": {"image": "trainer:1"}}),
+     "spec.retraining", "exactly one of job or webhook"),
+    ("retraining-cooldown-short", manifest(drift={}, retraining={"cooldown": "5s", "job": {"image": "t:1"}}),
+     "spec.retraining", "cooldown must be at least 1m"),
 ]
 
 

@@ -4,7 +4,9 @@ from ._crd import PRINTER_COLUMNS, crd, openapi_schema
 from ._rules import ApiModel, Rule, RuleViolation
 from ._types import (
     API_VERSION, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION,
-    Accelerator, Analysis, AnalysisResult, Autoscaling, Batching, Canary, CanaryStatus, CaseStudy,
+    CACHEABLE, Accelerator, Analysis, AnalysisResult, Autoscaling, BatchPrediction, BatchStatus, Batching,
+    Canary, CanaryStatus, CaseStudy, DriftMonitoring, DriftStatus, EnvVar, FeatureDrift, PredictionCache,
+    Retraining, RetrainingJob, RetrainingStatus, Webhook,
     Condition, ConditionStatus, GatewayRef, GpuSpec, HistoryEntry, KServeDeploymentMode, KServeOptions,
     ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, ModelRef, ObjectMeta, Outcome, Phase,
     Placement, Precision, Resources, Runtime, ScaleMetric, Shadow, ShadowStatus, Toleration, TrackStatus,
@@ -19,5 +21,7 @@ __all__ = [
     "KServeDeploymentMode", "KServeOptions", "ModelDeployment", "ModelDeploymentSpec",
     "ModelDeploymentStatus", "ModelRef", "ObjectMeta", "Outcome", "Phase", "Placement", "Precision",
     "Resources", "Rule", "RuleViolation", "Runtime", "ScaleMetric", "Shadow", "ShadowStatus", "Toleration",
-    "TrackStatus", "ValidationProblem", "crd", "openapi_schema", "parse_duration", "validate_manifest",
+    "TrackStatus", "ValidationProblem", "CACHEABLE", "BatchPrediction", "BatchStatus", "DriftMonitoring",
+    "DriftStatus", "EnvVar", "FeatureDrift", "PredictionCache", "Retraining", "RetrainingJob", "RetrainingStatus",
+    "Webhook", "crd", "openapi_schema", "parse_duration", "validate_manifest",
 ]

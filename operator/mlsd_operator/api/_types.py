@@ -215,6 +215,126 @@ class KServeOptions(ApiModel):
     deployment_mode: KServeDeploymentMode = KServeDeploymentMode.STANDARD
 
 
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+DATA_URI_PATTERN = r"^(pvc|file)://[^\s]+$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+
+CACHEABLE = (CaseStudy.VISUAL_SEARCH, CaseStudy.HARMFUL_CONTENT)
+"""Case studies whose answer depends only on the request's content (an image, a post): caching is
+right there. Recommendations and ad CTRs are personalised and read real-time context; a cached
+answer would be stale or someone else's (docs/case-studies/)."""
+
+
+def _duration_rule(field: str, minimum: str, seconds: float) -> Rule:
+    return Rule(cel=f"duration(self.{field}) >= duration('{minimum}')",
+                message=f"{field} must be at least {minimum}",
+                check=lambda m: parse_duration(getattr(m, _snake(field))) >= seconds,
+                field_path=f".{field}")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda x: "_" + x.group(1).lower(), name)
+
+
+class BatchPrediction(ApiModel):
+    """Offline scoring of a dataset with the stable model: a CronJob when `schedule` is set, and a
+    one-off Job whenever the annotation mlsd.io/batch-run gets a new value."""
+
+    schedule: Annotated[str | None, Field(max_length=64, pattern=CRON_PATTERN,
+                                          description="Cron schedule (e.g. '0 2 * * *'); none: on demand only.")] = None
+    input: Annotated[str, Field(max_length=512, pattern=DATA_URI_PATTERN,
+                                description="Dataset: an .npz with one array per model input "
+                                            "(pvc://claim/path in a cluster, file:// for `mlsd batch`).")]
+    output: Annotated[str, Field(max_length=512, pattern=DATA_URI_PATTERN,
+                                 description="Results directory: runs/<id>/ appear complete or not at "
+                                             "all; `latest` points at the newest complete run.")]
+    batch_size: Annotated[int, Field(ge=1, le=4096, description="Rows per model execution.")] = 256
+    parallelism: Annotated[int, Field(ge=1, le=64, description="Pods, each scoring one contiguous shard.")] = 1
+    active_deadline: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN,
+                                          description="A run still going after this is failed.")] = "6h"
+    keep_runs: Annotated[int, Field(ge=1, le=100, description="Complete runs kept in the output.")] = 3
+
+    rules: ClassVar = (
+        Rule(cel="self.input != self.output",
+             message="batch.output must differ from batch.input",
+             check=lambda m: m.input != m.output,
+             field_path=".output"),
+        Rule(cel="!self.output.matches('^[a-z]+://(.*/)?[.][.](/.*)?$') && "
+                 "!self.input.matches('^[a-z]+://(.*/)?[.][.](/.*)?$')",
+             message="batch.input and batch.output must not contain '..' path segments",
+             check=lambda m: not _has_dotdot_segment(m.input) and not _has_dotdot_segment(m.output),
+             field_path=".output"),
+    )
+
+
+class PredictionCache(ApiModel):
+    """An in-process cache in each predictor replica, keyed on the canonical input row and the model
+    version and precision (a promotion never serves the previous version's answers)."""
+
+    size: Annotated[int, Field(ge=1, le=10_000_000, description="Entries (input rows) per replica.")] = 10_000
+    ttl: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN,
+                              description="How long an answer may be served from the cache.")] = "10m"
+
+    rules: ClassVar = (_duration_rule("ttl", "1s", 1.0),)
+
+
+class DriftMonitoring(ApiModel):
+    """Live input and score distributions of the stable track against the model card's references."""
+
+    window: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN,
+                                 description="Traffic compared with the reference at each check.")] = "1h"
+    interval: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN,
+                                   description="Time between checks.")] = "5m"
+    threshold: Annotated[float, Field(gt=0, le=10, description="PSI above which a feature has drifted.")] = 0.2
+    min_samples: Annotated[int, Field(ge=10, le=100_000_000,
+                                      description="Rows needed in the window before a verdict.")] = 1000
+
+    rules: ClassVar = (_duration_rule("window", "1m", 60.0), _duration_rule("interval", "10s", 10.0))
+
+
+class EnvVar(ApiModel):
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=ENV_NAME_PATTERN)]
+    value: Annotated[str, Field(max_length=4096)]
+
+
+class RetrainingJob(ApiModel):
+    """The Job started when drift is detected; the operator adds MLSD_* variables describing it."""
+
+    image: Annotated[str, Field(min_length=1, max_length=512)]
+    command: Annotated[list[Annotated[str, Field(max_length=4096)]] | None, Field(max_length=64)] = None
+    args: Annotated[list[Annotated[str, Field(max_length=4096)]] | None, Field(max_length=256)] = None
+    env: Annotated[list[EnvVar] | None, Field(max_length=64, description="Plain values only.")] = None
+    env_from_secrets: Annotated[list[Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]] | None,
+                                Field(max_length=8, description="Secrets (by name) exposed as environment "
+                                                                "variables; their values never pass the operator.")] = None
+    service_account_name: Annotated[str | None, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] = None
+    resources: Resources | None = None
+    backoff_limit: Annotated[int, Field(ge=0, le=10)] = 1
+    active_deadline: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN)] = "6h"
+
+
+class Webhook(ApiModel):
+    url: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$",
+                              description="Receives a JSON POST describing the drift.")]
+
+
+class Retraining(ApiModel):
+    """What drift starts, at most once per cooldown: a Job, or a POST to a webhook."""
+
+    cooldown: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN,
+                                   description="Least time between two retraining triggers.")] = "24h"
+    job: RetrainingJob | None = None
+    webhook: Webhook | None = None
+
+    rules: ClassVar = (
+        Rule(cel="has(self.job) != has(self.webhook)",
+             message="retraining needs exactly one of job or webhook",
+             check=lambda m: (m.job is None) != (m.webhook is None)),
+        _duration_rule("cooldown", "1m", 60.0),
+    )
+
+
 class ModelDeploymentSpec(ApiModel):
     case_study: CaseStudy
     runtime: Runtime = Runtime.KSERVE
@@ -227,6 +347,12 @@ class ModelDeploymentSpec(ApiModel):
     kserve: Annotated[KServeOptions, _defaulted(KServeOptions)]
     gateway: Annotated[GatewayRef | None, Field(description="Gateway for the Triton HTTPRoute; defaults "
                                                             "to the operator's --gateway.")] = None
+    batch: Annotated[BatchPrediction | None, Field(description="Scheduled or on-demand offline scoring.")] = None
+    cache: Annotated[PredictionCache | None, Field(description="Per-replica prediction cache (KServe runtime; "
+                                                               "visual-search and harmful-content only).")] = None
+    drift: Annotated[DriftMonitoring | None, Field(description="Compare live traffic with the model card's "
+                                                               "reference distributions.")] = None
+    retraining: Annotated[Retraining | None, Field(description="Started when drift is detected (needs drift).")] = None
 
     rules: ClassVar = (
         Rule(cel="!has(self.canary) || self.canary.model.version != self.model.version",
@@ -254,6 +380,21 @@ class ModelDeploymentSpec(ApiModel):
              check=lambda s: s.autoscaling.min_replicas >= 1 or (
                  s.runtime == Runtime.KSERVE and s.kserve.deployment_mode == KServeDeploymentMode.SERVERLESS),
              field_path=".autoscaling.minReplicas"),
+        Rule(cel="!has(self.cache) || self.caseStudy in ['visual-search', 'harmful-content']",
+             message="cache is refused for personalised case studies (video-recommendation, ad-click-prediction): "
+                     "their inputs carry per-user, real-time context, so a cached answer is stale or another "
+                     "request's; cache visual-search or harmful-content, whose answers depend on content only",
+             check=lambda s: s.cache is None or s.case_study in CACHEABLE,
+             field_path=".cache"),
+        Rule(cel="!has(self.cache) || self.runtime == 'kserve'",
+             message="cache needs runtime kserve (the mlsd predictor); Triton's response cache is set in "
+                     "the model configuration instead",
+             check=lambda s: s.cache is None or s.runtime == Runtime.KSERVE,
+             field_path=".cache"),
+        Rule(cel="!has(self.retraining) || has(self.drift)",
+             message="retraining is triggered by drift: set spec.drift too",
+             check=lambda s: s.retraining is None or s.drift is not None,
+             field_path=".retraining"),
     )
 
 
@@ -333,6 +474,34 @@ class HistoryEntry(ApiModel):
     reason: Annotated[str | None, Field(max_length=1024)] = None
 
 
+class FeatureDrift(ApiModel):
+    feature: Annotated[str, Field(max_length=128)]
+    psi: float
+
+
+class DriftStatus(ApiModel):
+    at: Annotated[str | None, Field(max_length=64)] = None
+    version: Annotated[str | None, Field(max_length=32)] = None
+    samples: float | None = None
+    drifted: bool | None = None
+    features: Annotated[list[FeatureDrift] | None, Field(max_length=10,
+                                                         description="Worst features first (PSI).")] = None
+    reason: Annotated[str | None, Field(max_length=1024)] = None
+
+
+class RetrainingStatus(ApiModel):
+    count: Annotated[int, Field(ge=0)] = 0
+    last_triggered_at: Annotated[str | None, Field(max_length=64)] = None
+    last_job: Annotated[str | None, Field(max_length=63)] = None
+    last_reason: Annotated[str | None, Field(max_length=1024)] = None
+
+
+class BatchStatus(ApiModel):
+    last_run: Annotated[str | None, Field(max_length=63, description="The mlsd.io/batch-run value last started.")] = None
+    last_job: Annotated[str | None, Field(max_length=63)] = None
+    started_at: Annotated[str | None, Field(max_length=64)] = None
+
+
 class ModelDeploymentStatus(ApiModel):
     phase: Phase | None = None
     observed_generation: int | None = None
@@ -344,6 +513,9 @@ class ModelDeploymentStatus(ApiModel):
     canary: CanaryStatus | None = None
     shadow: ShadowStatus | None = None
     history: Annotated[list[HistoryEntry] | None, Field(max_length=50)] = None
+    drift: DriftStatus | None = None
+    retraining: RetrainingStatus | None = None
+    batch: BatchStatus | None = None
 
 
 class ObjectMeta(ApiModel):
