@@ -9,6 +9,9 @@ from ._common import (
     TRACK_CANARY, TRACK_SHADOW, TRACK_STABLE, Decision, UnsupportedSpec, decide_accelerator, dns_name,
     labels, version_name,
 )
+from ._batch import (
+    BATCH_RUN_ANNOTATION, batch_name, build_batch_cronjob, build_batch_job, build_retraining_job, retraining_job_name,
+)
 from ._config import RenderConfig
 from ._kserve import build_inference_service, build_kserve, build_serving_runtime
 from ._rollout import TrafficState
@@ -21,11 +24,17 @@ def build_children(mdep: ModelDeployment, config: RenderConfig | None = None,
     config = config or RenderConfig()
     traffic = traffic if traffic is not None else TrafficState.from_status(mdep)
     if mdep.spec.runtime == Runtime.KSERVE:
-        return build_kserve(mdep, config, traffic)
-    return build_triton(mdep, config, traffic)
+        children = build_kserve(mdep, config, traffic)
+    else:
+        children = build_triton(mdep, config, traffic)
+    if mdep.spec.batch is not None and mdep.spec.batch.schedule is not None:
+        children.append(build_batch_cronjob(mdep, config))
+    return children
 
 
 __all__ = [
+    "BATCH_RUN_ANNOTATION", "batch_name", "build_batch_cronjob", "build_batch_job", "build_retraining_job",
+    "retraining_job_name",
     "ANNOTATION_PLACEMENT", "LABEL_CASE_STUDY", "LABEL_DEPLOYMENT", "LABEL_TRACK", "LABEL_VERSION",
     "TRACK_CANARY", "TRACK_SHADOW", "TRACK_STABLE", "Decision", "RenderConfig", "TrafficState",
     "UnsupportedSpec", "build_children", "build_deployment", "build_hpa", "build_inference_service",

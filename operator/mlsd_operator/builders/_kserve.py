@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlsd_operator.api import (
-    Batching, KServeDeploymentMode, ModelDeployment, ModelRef, Runtime, ScaleMetric,
+    Batching, KServeDeploymentMode, ModelDeployment, ModelRef, Runtime, ScaleMetric, parse_duration,
 )
 
 from . import _common as c
@@ -70,12 +70,20 @@ def _model_spec(mdep: ModelDeployment, model: ModelRef, pod: c.PodPlacement, tra
     return {
         "modelFormat": {"name": model_format(mdep)},
         # The predictor labels its metrics with the track (the analysis itself selects by version).
-        "env": [{"name": "MLSD_TRACK", "value": track}],
+        "env": [{"name": "MLSD_TRACK", "value": track}, *_cache_env(mdep)],
         "runtime": runtime_name(mdep),
         "protocolVersion": "v2",
         "storageUri": c.variant_uri(model, "kserve"),
         "resources": pod.resources,
     }
+
+
+def _cache_env(mdep: ModelDeployment) -> list[dict[str, str]]:
+    cache = mdep.spec.cache
+    if cache is None:
+        return []
+    return [{"name": "MLSD_CACHE_SIZE", "value": str(cache.size)},
+            {"name": "MLSD_CACHE_TTL_SECONDS", "value": str(int(parse_duration(cache.ttl)))}]
 
 
 def _placement_fields(pod: c.PodPlacement) -> dict[str, Any]:
