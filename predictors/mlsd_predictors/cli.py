@@ -98,3 +98,4 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from error
 
     from .serve import _cli as serve_cli; serve_cli.register(app)   # `mlsd serve` (predictor servers work)
+    from .batch import _cli as batch_cli; batch_cli.register(app)   # `mlsd batch` (spec.batch locally)

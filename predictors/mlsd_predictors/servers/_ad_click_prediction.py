@@ -42,3 +42,9 @@ class AdClickPredictionModel(CaseStudyModel):
 
     def scores(self, results):
         return [("click_probability", results["click_probability"][:, 0])]
+
+    def drift_values(self, feeds, results):
+        names = self.card.training.get("dense_features") or ()
+        values = {f"input:{name}": feeds["dense"][:, i] for i, name in enumerate(names)}
+        values["output:click_probability"] = results["click_probability"][:, 0]
+        return values

@@ -61,6 +61,7 @@ class ServingCard(_Lenient):
     max_relative_drop: float | None = None
     servable: bool
     not_servable_reason: str | None = None
+    reference_distribution: dict[str, dict[str, Any]] = {}
 
 
 def load_servable(model_dir: Path) -> ServingCard:

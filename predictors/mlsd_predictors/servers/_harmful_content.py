@@ -31,3 +31,10 @@ class HarmfulContentModel(CaseStudyModel):
 
     def scores(self, results):
         return [(name, results["probabilities"][:, i]) for i, name in enumerate(self.classes)]
+
+    def drift_values(self, feeds, results):
+        values = {"input:token_count": (feeds["token_ids"] != 0).sum(axis=1),
+                  "input:image_mean": feeds["image"].mean(axis=(1, 2, 3))}
+        for i, name in enumerate(self.classes):
+            values[f"output:probability_{name}"] = results["probabilities"][:, i]
+        return values

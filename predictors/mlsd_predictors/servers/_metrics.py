@@ -32,6 +32,10 @@ NAMES = {
     "batch": "mlsd_batch_size",
     "score": "mlsd_prediction_score",
     "info": "mlsd_model_info",
+    "cache": "mlsd_cache_lookups_total",
+    "cache_entries": "mlsd_cache_entries",
+    "drift": "mlsd_drift_observations_total",
+    "drift_reference": "mlsd_drift_reference_fraction",
 }
 
 
@@ -44,6 +48,10 @@ class Series:
     batch: Histogram
     score: Histogram
     info: Gauge
+    cache: Counter
+    cache_entries: Gauge
+    drift: Counter
+    drift_reference: Gauge
 
 
 def create_series(registry: CollectorRegistry = REGISTRY) -> Series:
@@ -63,6 +71,13 @@ def create_series(registry: CollectorRegistry = REGISTRY) -> Series:
                         buckets=SCORE_BUCKETS, registry=registry),
         info=Gauge("mlsd_model_info", "The served variant (value 1).", (*LABELS, "precision", "runtime"),
                    registry=registry),
+        cache=Counter("mlsd_cache_lookups", "Prediction cache lookups per input row (result: hit | miss).",
+                      (*LABELS, "result"), registry=registry),
+        cache_entries=Gauge("mlsd_cache_entries", "Rows held in the prediction cache.", LABELS, registry=registry),
+        drift=Counter("mlsd_drift_observations", "Served rows per reference bin of each monitored feature "
+                      "(the model card's bin edges).", (*LABELS, "feature", "bin"), registry=registry),
+        drift_reference=Gauge("mlsd_drift_reference_fraction", "The model card's reference fraction per bin "
+                              "(held-out data at build time).", (*LABELS, "feature", "bin"), registry=registry),
     )
 
 

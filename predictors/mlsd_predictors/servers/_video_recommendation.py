@@ -16,6 +16,7 @@ from ._signature import TensorSpec
 
 RETRIEVAL, RANKING, INDEX = "retrieval.onnx", "model.onnx", "videos.usearch"
 RANKED = 10
+LANGUAGES, DURATIONS = 3, 3     # user_features layout (casestudies/_video_recommendation.py)
 
 
 class VideoRecommendationModel(CaseStudyModel):
@@ -44,3 +45,11 @@ class VideoRecommendationModel(CaseStudyModel):
 
     def scores(self, results):
         return [("top_score", results["ranked_scores"][:, 0])]
+
+    def drift_values(self, feeds, results):
+        # user_features: one-hot language (3), preferred-duration mix (3), then activity (casestudies).
+        features = feeds["user_features"]
+        values = {f"input:language_{k}": features[:, k] for k in range(LANGUAGES)}
+        values["input:activity"] = features[:, LANGUAGES + DURATIONS]
+        values["output:score"] = results["scores"]      # every retrieved candidate's score, as in the card
+        return values

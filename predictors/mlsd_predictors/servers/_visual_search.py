@@ -31,3 +31,9 @@ class VisualSearchModel(CaseStudyModel):
 
     def scores(self, results):
         return [("top1_similarity", results["neighbour_scores"][:, 0])]
+
+    def drift_values(self, feeds, results):
+        means = feeds["image"].mean(axis=(2, 3))       # per channel: the catalogue's colour balance
+        values = {f"input:image_mean_{name}": means[:, channel] for channel, name in enumerate("rgb")}
+        values["output:top1_similarity"] = results["neighbour_scores"][:, 0]
+        return values
