@@ -1,18 +1,23 @@
-"""Issue 6's benchmark: requests/s and p50/p99 latency per case study, measured in one run.
+"""Serving: requests/s, p50/p95/p99, CPU time per request and RSS per case study, in one run.
 
-    python -m benchmarks.serving [--models DIR] [--small] [--seconds 3] [--cases ad-click-prediction ...]
+    python -m benchmarks --parts serving            # the whole suite's serving part (report + plots)
+    python -m benchmarks.serving [--quick]          # this part alone, printed
 
-For each case study and precision (fp32, int8) it starts the mlsd KServe predictor and a real
-tritonserver (the pytriton binary: ONNX models through the Python-backend onnxruntime shim) on
-127.0.0.1, then drives each with tritonclient over HTTP and gRPC at concurrency 1 and 16
-(one-row requests, closed loop, one client per worker thread). In-process onnxruntime (the same
-graphs and ANN index, no network, no server) is the ceiling. It prints the table and the ratios:
-KServe / tritonserver throughput on the same model, protocol and load; int8 / fp32; gRPC / HTTP;
-each runtime / the in-process ceiling.
+Rows, on the same model repository and the same one-row requests (closed loop, one tritonclient
+per worker thread, 127.0.0.1):
+- `kserve`: the mlsd KServe predictor (`python -m mlsd_predictors.servers.kserve`), HTTP and gRPC;
+- `triton`: a real tritonserver (the nvidia-pytriton binary; ONNX models through the
+  Python-backend onnxruntime shim, ANN steps on the Python backend), HTTP and gRPC;
+- `onnxruntime`: the same graphs (and ANN index) called in-process on the same batches: no
+  network, no server. That is the ceiling every served row is divided by.
 
-Caveat for small machines: the load generator shares the CPU with the server under test, and
-both servers run one model instance. Compare ratios from the same run, not absolute numbers
-across machines. Missing model versions are built first (`--small` for the quick size).
+The matrix (`Matrix`): fp32 at every concurrency x protocol; fp16 and int8 at one concurrency
+over HTTP; batching on (the build's configs: Triton's dynamic batcher, 2 ms queue delay; KServe's
+opportunistic micro-batching) vs off (Triton without `dynamic_batching`, KServe
+`--max_batch_size=1`) at the highest concurrency over HTTP. Each server configuration is started
+once; its cells then run `repeat` times, interleaved (cell A, B, C, A, B, C, ...) so slow drift of
+a shared machine hits every row alike. Every cell warms up (connections, first executions) before
+its measured window.
 """
 
 from __future__ import annotations
@@ -29,21 +34,43 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
-from usearch.index import Index
+import psutil
 
-from mlsd_predictors.servers._ann_lookup import search
-from mlsd_predictors.servers._triton import TritonServer
+from benchmarks._stats import percentiles, summarize
 
 CASES = ("ad-click-prediction", "harmful-content", "visual-search", "video-recommendation")
-PRECISIONS = ("fp32", "int8")
-CONCURRENCY = (1, 16)
 HOST = "127.0.0.1"
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
+CEILING = ("onnxruntime", "in-process")
+
+
+@dataclass
+class Matrix:
+    cases: list[str] = field(default_factory=lambda: list(CASES))
+    concurrency: list[int] = field(default_factory=lambda: [1, 8, 32])
+    protocols: list[str] = field(default_factory=lambda: ["http", "grpc"])
+    precisions: list[str] = field(default_factory=lambda: ["fp16", "int8"])   # besides fp32
+    precision_concurrency: int = 8
+    batching_concurrency: int = 32
+    seconds: float = 1.0          # measured window per cell
+    warmup: float = 0.4           # per cell, before the window
+    repeat: int = 3
+
+    @classmethod
+    def quick(cls) -> "Matrix":
+        return cls(cases=["ad-click-prediction"], concurrency=[1, 8], precisions=["int8"],
+                   precision_concurrency=8, batching_concurrency=8, seconds=0.5, warmup=0.2, repeat=1)
+
+    def trimmed(self) -> list[str]:
+        return [f"fp16/int8 only at c={self.precision_concurrency} over HTTP (fp32 has the full "
+                f"{'/'.join(map(str, self.concurrency))} x {'/'.join(self.protocols)} matrix)",
+                f"batching off only at c={self.batching_concurrency} over HTTP, fp32",
+                "one model instance per server, one-row requests (no client-side batches)"]
 
 
 def request_rows(case: str, rows: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -59,8 +86,13 @@ def request_rows(case: str, rows: int, rng: np.random.Generator) -> dict[str, np
             "user_features": rng.random((rows, 15), dtype=np.float32)}
 
 
-def in_process(case: str, variant: Path) -> Callable[[dict[str, np.ndarray]], dict]:
+def in_process(case: str, variant: Path) -> Callable[[dict[str, np.ndarray]], object]:
     """The predictor's compute path without a server: the ceiling."""
+    import onnxruntime as ort
+    from usearch.index import Index
+
+    from mlsd_predictors.servers._ann_lookup import search
+
     def session(name: str) -> ort.InferenceSession:
         return ort.InferenceSession(str(variant / name), providers=["CPUExecutionProvider"])
 
@@ -82,56 +114,79 @@ def in_process(case: str, variant: Path) -> Callable[[dict[str, np.ndarray]], di
     return recommend
 
 
-@dataclass
-class Cell:
-    case: str
-    precision: str
-    runtime: str       # kserve | triton | onnxruntime
-    protocol: str      # http | grpc | in-process
-    concurrency: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
+# -- measuring one cell ---------------------------------------------------------------------------
+
+def process_usage(pids: Callable[[], list[int]]) -> tuple[float, float]:
+    """CPU seconds (user + system) and RSS bytes of some processes and all their children."""
+    cpu = rss = 0.0
+    for pid in pids():
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+                rss += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return cpu, rss
 
 
-def closed_loop(make_call: Callable[[], Callable[[], None]], concurrency: int, seconds: float) -> tuple[float, list[float], int]:
+def closed_loop(make_call: Callable[[], Callable[[], object]], concurrency: int, warmup: float, seconds: float,
+                usage: Callable[[], tuple[float, float]]) -> dict:
+    """`concurrency` workers call back to back; only calls that start and end inside the measured
+    window (after `warmup`) count. `usage` is sampled at both ends of the window."""
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
-    stop_at = time.perf_counter() + seconds
+    start_barrier = threading.Barrier(concurrency + 1)
+    window: dict[str, float] = {}
 
     def worker() -> None:
         nonlocal errors
-        call = make_call()
-        mine, failed = [], 0
         try:
-            call()   # warm-up (connection, first execution)
-        except Exception:  # noqa: BLE001 - counted, reported in the table
-            failed += 1
-        while time.perf_counter() < stop_at:
-            start = time.perf_counter()
+            call = make_call()
+        finally:
+            start_barrier.wait()
+        mine, failed = [], 0
+        begin, end = window["begin"], window["end"]
+        while True:
+            started = time.perf_counter()
+            if started >= end:
+                break
             try:
                 call()
-            except Exception:  # noqa: BLE001 - counted, reported in the table
-                failed += 1
+            except Exception:  # noqa: BLE001 - counted and reported in the errors column
+                if started >= begin:
+                    failed += 1
                 continue
-            mine.append(time.perf_counter() - start)
+            finished = time.perf_counter()
+            if started >= begin and finished <= end:
+                mine.append(finished - started)
         with lock:
             latencies.extend(mine)
             errors += failed
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for t in threads:
         t.start()
+    now = time.perf_counter()
+    window["begin"], window["end"] = now + warmup, now + warmup + seconds
+    start_barrier.wait()
+    time.sleep(max(0.0, window["begin"] - time.perf_counter()))
+    cpu0, _ = usage()
+    time.sleep(max(0.0, window["end"] - time.perf_counter()))
+    cpu1, rss = usage()
     for t in threads:
-        t.join()
-    return len(latencies) / (time.perf_counter() - started), latencies, errors
+        t.join(60)
+    p50, p95, p99 = percentiles([1000 * x for x in latencies])
+    count = len(latencies)
+    return {"requests": count, "rps": count / seconds, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
+            "cpu_ms_per_request": 1000 * (cpu1 - cpu0) / count if count else float("nan"),
+            "rss_mib": rss / 2**20, "errors": errors}
 
 
-def client_call(protocol: str, url: str, model: str, feeds: dict[str, np.ndarray]) -> Callable[[], Callable[[], None]]:
-    def make() -> Callable[[], None]:
+def client_call(protocol: str, url: str, model: str, feeds: dict[str, np.ndarray]) -> Callable[[], Callable[[], object]]:
+    def make() -> Callable[[], object]:
         if protocol == "http":
             import tritonclient.http as module
             client = module.InferenceServerClient(url, network_timeout=60)
@@ -147,14 +202,7 @@ def client_call(protocol: str, url: str, model: str, feeds: dict[str, np.ndarray
     return make
 
 
-def measure(case, precision, runtime, protocol, concurrency, make_call, seconds) -> Cell:
-    rps, latencies, errors = closed_loop(make_call, concurrency, seconds)
-    q = np.percentile(latencies, [50, 99]) * 1000 if latencies else (float("nan"),) * 2
-    cell = Cell(case, precision, runtime, protocol, concurrency, rps, float(q[0]), float(q[1]), errors)
-    print(f"  {case:21s} {precision:4s} {runtime:11s} {protocol:10s} c={concurrency:<2d} "
-          f"{rps:8.1f} req/s  p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  errors {errors}", flush=True)
-    return cell
-
+# -- servers --------------------------------------------------------------------------------------
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -162,109 +210,231 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_ready(url: str, alive: Callable[[], bool], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited ({process.returncode})")
+        if not alive():
+            raise RuntimeError(f"server exited before {url} was ready")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready")
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-def ensure_models(models: Path, cases: list[str], small: bool) -> None:
+def without_dynamic_batching(repository: Path, target: Path) -> Path:
+    """A copy of a Triton repository whose models execute each request alone (no `dynamic_batching`)."""
+    import shutil
+
+    from mlsd_predictors.pull import parse_config, write_config
+
+    shutil.copytree(repository, target, symlinks=True)
+    for config_path in target.glob("*/config.pbtxt"):
+        config = parse_config(config_path)
+        if config.HasField("dynamic_batching"):
+            config.ClearField("dynamic_batching")
+            write_config(config_path, config)
+    return target
+
+
+class Servers:
+    """The KServe predictor and a tritonserver on the same variant, started in parallel."""
+
+    def __init__(self, case: str, models: Path, precision: str, batching: bool, workdir: Path):
+        self.case, self.workdir = case, workdir
+        self.variant = models / case / "1" / "kserve" / precision
+        tag = f"{case}-{precision}-{'batch' if batching else 'nobatch'}"
+        self.kserve_http, self.kserve_grpc = free_port(), free_port()
+        self.kserve_argv = [sys.executable, "-m", "mlsd_predictors.servers.kserve", f"--case_study={case}",
+                            f"--model_name={case}", f"--model_dir={self.variant}", f"--host={HOST}",
+                            f"--http_port={self.kserve_http}", f"--grpc_port={self.kserve_grpc}",
+                            *([] if batching else ["--max_batch_size=1"])]
+        self.kserve_log = workdir / f"kserve-{tag}.log"
+        repository = models / case / "1" / "triton" / precision
+        if not batching:
+            repository = without_dynamic_batching(repository, workdir / f"repo-{tag}")
+        from mlsd_predictors.servers._triton import TritonServer
+        self.triton = TritonServer([repository], free_port(), free_port(), free_port(), host=HOST,
+                                   workdir=workdir / f"triton-{tag}", log_path=workdir / f"triton-{tag}.log")
+        self.kserve: subprocess.Popen | None = None
+
+    def start(self) -> "Servers":
+        with open(self.kserve_log, "wb") as log:
+            self.kserve = subprocess.Popen(self.kserve_argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with ThreadPoolExecutor(2) as pool:
+            k = pool.submit(wait_ready, f"http://{HOST}:{self.kserve_http}/v2/models/{self.case}/ready",
+                            lambda: self.kserve.poll() is None)
+            t = pool.submit(self.triton.start)
+            k.result()
+            t.result()
+        return self
+
+    def triton_version(self) -> str:
+        try:
+            with urllib.request.urlopen(f"http://{self.triton.http_url}/v2", timeout=5) as r:
+                return json.loads(r.read())["version"]
+        except (OSError, KeyError, ValueError):
+            return "unknown"
+
+    def endpoints(self) -> dict[tuple[str, str], tuple[str, list[int]]]:
+        """(runtime, protocol) -> (url, pids whose CPU/RSS the cell charges to the server)."""
+        kserve_pids = [self.kserve.pid] if self.kserve else []
+        triton_pids = [self.triton.process.pid] if self.triton.process else []
+        return {("kserve", "http"): (f"{HOST}:{self.kserve_http}", kserve_pids),
+                ("kserve", "grpc"): (f"{HOST}:{self.kserve_grpc}", kserve_pids),
+                ("triton", "http"): (self.triton.http_url, triton_pids),
+                ("triton", "grpc"): (self.triton.grpc_url, triton_pids)}
+
+    def stop(self) -> None:
+        if self.kserve is not None and self.kserve.poll() is None:
+            self.kserve.send_signal(signal.SIGTERM)
+            try:
+                self.kserve.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kserve.kill()
+                self.kserve.wait()
+        self.triton.stop()
+
+
+# -- the matrix -----------------------------------------------------------------------------------
+
+def ensure_models(models: Path, cases: list[str], small: bool, log: Callable[[str], None] = print) -> None:
     for case in cases:
         if not (models / case / "1" / "model-card.json").is_file():
-            print(f"building {case} v1 into {models} ({'small' if small else 'full size'}) ...", flush=True)
+            log(f"building {case} v1 into {models} ({'small' if small else 'full size'}) ...")
             subprocess.run([sys.executable, "-m", "mlsd_operator", "build", case, "--version", "1",
-                            "--out", str(models), *(["--small"] if small else [])], check=True)
+                            "--out", str(models), *(["--small"] if small else [])], check=True,
+                           stdout=subprocess.DEVNULL)
 
 
-def bench_case(case: str, models: Path, seconds: float, workdir: Path) -> list[Cell]:
-    cells: list[Cell] = []
+def plan(matrix: Matrix) -> list[tuple[str, bool, list[tuple[str, str, int]]]]:
+    """(precision, batching, [(runtime, protocol, concurrency)]) per server configuration, per case."""
+    served = [(r, p, c) for r in ("kserve", "triton") for p in matrix.protocols for c in matrix.concurrency]
+    configs = [("fp32", True, served)]
+    configs += [(precision, True, [(r, "http", matrix.precision_concurrency) for r in ("kserve", "triton")])
+                for precision in matrix.precisions]
+    configs.append(("fp32", False, [(r, "http", matrix.batching_concurrency) for r in ("kserve", "triton")]))
+    return configs
+
+
+def bench_case(case: str, models: Path, matrix: Matrix, workdir: Path, env: dict,
+               log: Callable[[str], None] = print) -> list[dict]:
+    records: list[dict] = []
     feeds = request_rows(case, 1, np.random.default_rng(0))
-    for precision in PRECISIONS:
-        variant = models / case / "1" / "kserve" / precision
-        run = in_process(case, variant)
-        for c in CONCURRENCY:
-            cells.append(measure(case, precision, "onnxruntime", "in-process", c, lambda: lambda: run(feeds), seconds))
-        http, grpc = free_port(), free_port()
-        with open(workdir / f"kserve-{case}-{precision}.log", "wb") as log:
-            kserve = subprocess.Popen(
-                [sys.executable, "-m", "mlsd_predictors.servers.kserve", f"--case_study={case}", f"--model_name={case}",
-                 f"--model_dir={variant}", f"--host={HOST}", f"--http_port={http}", f"--grpc_port={grpc}"],
-                stdout=log, stderr=subprocess.STDOUT)
-        triton = TritonServer([models / case / "1" / "triton" / precision], free_port(), free_port(), free_port(),
-                              host=HOST, workdir=workdir / f"triton-{case}-{precision}",
-                              log_path=workdir / f"triton-{case}-{precision}.log")
+
+    def record(precision: str, batching: bool, runtime: str, protocol: str, concurrency: int, run: int,
+               result: dict) -> None:
+        row = {"case": case, "precision": precision, "batching": batching, "runtime": runtime, "protocol": protocol,
+               "concurrency": concurrency, "run": run, **result}
+        records.append(row)
+        log(f"  {case:21s} {precision:4s} {'batch' if batching else 'nobatch':7s} {runtime:11s} {protocol:10s} "
+            f"c={concurrency:<2d} run {run}: {result['rps']:8.1f} req/s  p50 {result['p50_ms']:6.2f}  "
+            f"p99 {result['p99_ms']:7.2f} ms  cpu {result['cpu_ms_per_request']:.3f} ms/req  "
+            f"rss {result['rss_mib']:.0f} MiB  errors {result['errors']}")
+
+    # The ceiling: every concurrency any served row of that precision uses.
+    me = os.getpid()
+    for precision in ["fp32", *matrix.precisions]:
+        run_graph = in_process(case, models / case / "1" / "kserve" / precision)
+        levels = sorted(set(matrix.concurrency if precision == "fp32" else [])
+                        | {matrix.precision_concurrency} | ({matrix.batching_concurrency} if precision == "fp32" else set()))
+        for run in range(matrix.repeat):
+            for c in levels:
+                record(precision, True, *CEILING, c, run,
+                       closed_loop(lambda: lambda: run_graph(feeds), c, matrix.warmup, matrix.seconds,
+                                   lambda: process_usage(lambda: [me])))
+
+    for precision, batching, cells in plan(matrix):
+        servers = Servers(case, models, precision, batching, workdir)
         try:
-            wait_ready(f"http://{HOST}:{http}/v2/models/{case}/ready", kserve)
-            triton.start()
-            for runtime, urls in (("kserve", (f"{HOST}:{http}", f"{HOST}:{grpc}")),
-                                  ("triton", (triton.http_url, triton.grpc_url))):
-                for protocol, url in zip(("http", "grpc"), urls, strict=True):
-                    for c in CONCURRENCY:
-                        cells.append(measure(case, precision, runtime, protocol, c,
-                                             client_call(protocol, url, case, feeds), seconds))
+            servers.start()
+            env.setdefault("tritonserver_reported", servers.triton_version())
+            endpoints = servers.endpoints()
+            for run in range(matrix.repeat):
+                for runtime, protocol, c in cells:
+                    url, pids = endpoints[(runtime, protocol)]
+                    record(precision, batching, runtime, protocol, c, run,
+                           closed_loop(client_call(protocol, url, case, feeds), c, matrix.warmup, matrix.seconds,
+                                       lambda pids=pids: process_usage(lambda: pids)))
         finally:
-            kserve.send_signal(signal.SIGTERM)
-            kserve.wait(20)
-            triton.stop()
-    return cells
+            servers.stop()
+    return records
 
 
-def ratios(cells: list[Cell]) -> list[str]:
-    by = {(c.case, c.precision, c.runtime, c.protocol, c.concurrency): c for c in cells}
-    lines = []
-    for case in dict.fromkeys(c.case for c in cells):
-        for precision in PRECISIONS:
-            for protocol in ("http", "grpc"):
-                for conc in CONCURRENCY:
-                    k, t = by.get((case, precision, "kserve", protocol, conc)), by.get((case, precision, "triton", protocol, conc))
-                    ceiling = by.get((case, precision, "onnxruntime", "in-process", conc))
-                    if k and t and ceiling and t.rps and ceiling.rps:
-                        lines.append(f"{case:21s} {precision:4s} {protocol:4s} c={conc:<2d} kserve/triton {k.rps / t.rps:5.2f}x"
-                                     f"   kserve/ceiling {k.rps / ceiling.rps:5.2f}   triton/ceiling {t.rps / ceiling.rps:5.2f}")
-        for runtime, protocol in (("onnxruntime", "in-process"), ("kserve", "http"), ("kserve", "grpc"), ("triton", "grpc")):
-            for conc in CONCURRENCY:
-                f32, i8 = by.get((case, "fp32", runtime, protocol, conc)), by.get((case, "int8", runtime, protocol, conc))
-                if f32 and i8 and f32.rps:
-                    lines.append(f"{case:21s} int8/fp32 {runtime:11s} {protocol:10s} c={conc:<2d} {i8.rps / f32.rps:5.2f}x")
-        for runtime in ("kserve", "triton"):
-            for conc in CONCURRENCY:
-                h, g = by.get((case, "fp32", runtime, "http", conc)), by.get((case, "fp32", runtime, "grpc", conc))
-                if h and g and h.rps:
-                    lines.append(f"{case:21s} grpc/http {runtime:6s} fp32 c={conc:<2d} {g.rps / h.rps:5.2f}x")
-    return lines
+def run(models: Path, matrix: Matrix, small: bool, log: Callable[[str], None] = print) -> dict:
+    ensure_models(models, matrix.cases, small, log)
+    env: dict = {}
+    records: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="mlsd-bench-serving-") as tmp:
+        for case in matrix.cases:
+            records += bench_case(case, models, matrix, Path(tmp), env, log)
+    return {"matrix": asdict(matrix), "trimmed": matrix.trimmed(), "models": str(models),
+            "model_size": "small" if small else "full", "records": records, "rows": aggregate(records),
+            "tritonserver_reported": env.get("tritonserver_reported")}
+
+
+# -- aggregation ----------------------------------------------------------------------------------
+
+METRICS = ("rps", "p50_ms", "p95_ms", "p99_ms", "cpu_ms_per_request", "rss_mib")
+
+
+def aggregate(records: list[dict]) -> list[dict]:
+    """One row per (case, precision, batching, runtime, protocol, concurrency): median and spread of
+    each metric over the repeats, and the median requests/s as a ratio to the in-process ceiling
+    (same case, precision, concurrency) and to tritonserver (same case, precision, batching,
+    protocol, concurrency), both measured in the same run."""
+    keys = ("case", "precision", "batching", "runtime", "protocol", "concurrency")
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    rows = []
+    for key, runs in groups.items():
+        row = dict(zip(keys, key, strict=True))
+        row["runs"] = len(runs)
+        row["errors"] = sum(r["errors"] for r in runs)
+        for metric in METRICS:
+            row[metric] = summarize(r[metric] for r in runs)
+        rows.append(row)
+    index = {tuple(r[k] for k in keys): r for r in rows}
+    for row in rows:
+        ceiling = index.get((row["case"], row["precision"], True, *CEILING, row["concurrency"]))
+        triton = index.get((row["case"], row["precision"], row["batching"], "triton", row["protocol"], row["concurrency"]))
+        rps = row["rps"]["median"]
+        row["x_ceiling"] = rps / ceiling["rps"]["median"] if ceiling and ceiling["rps"]["median"] else None
+        row["x_triton"] = rps / triton["rps"]["median"] if triton and triton["rps"]["median"] else None
+    order = {c: i for i, c in enumerate(CASES)}
+    runtime_order = {"onnxruntime": 0, "kserve": 1, "triton": 2}
+    rows.sort(key=lambda r: (order.get(r["case"], 9), r["precision"] != "fp32", r["precision"], not r["batching"],
+                             r["concurrency"], runtime_order[r["runtime"]], r["protocol"]))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, default=Path(os.environ.get("MLSD_MODELS_DIR", Path.home() / ".cache/mlsd/bench")))
-    parser.add_argument("--small", action="store_true", help="build missing models at the small size")
-    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
-    parser.add_argument("--json", type=Path, default=None, help="also write the cells as JSON")
+    parser.add_argument("--models", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true", help="small models, one case, tiny matrix")
+    parser.add_argument("--cases", nargs="+", choices=CASES)
+    parser.add_argument("--repeat", type=int)
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    ensure_models(args.models, args.cases, args.small)
-    print(f"cpu cores: {os.cpu_count()}  seconds per cell: {args.seconds}", flush=True)
-    cells: list[Cell] = []
-    with tempfile.TemporaryDirectory(prefix="mlsd-bench-") as tmp:
-        for case in args.cases:
-            cells += bench_case(case, args.models, args.seconds, Path(tmp))
-    print("\nratios (same run, same machine):")
-    for line in ratios(cells):
-        print("  " + line)
+    matrix = Matrix.quick() if args.quick else Matrix()
+    matrix.cases = args.cases or matrix.cases
+    matrix.repeat = args.repeat or matrix.repeat
+    matrix.seconds = args.seconds or matrix.seconds
+    models = args.models or default_models(args.quick)
+    result = run(models, matrix, small=args.quick)
+    from benchmarks._report import serving_markdown
+    print("\n".join(serving_markdown(result)))
     if args.json:
-        args.json.write_text(json.dumps([c.__dict__ for c in cells], indent=1))
-    failed = sum(c.errors for c in cells)
-    if failed:
-        print(f"\n{failed} requests failed (see the errors column)")
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+def default_models(small: bool) -> Path:
+    return Path.home() / ".cache" / "mlsd" / ("bench-small" if small else "bench")
 
 
 if __name__ == "__main__":
