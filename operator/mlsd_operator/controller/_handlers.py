@@ -11,10 +11,11 @@ import time
 from typing import Any
 
 import kopf
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator.api import GROUP, PLURAL, VERSION
-from mlsd_operator.builders import LABEL_DEPLOYMENT
+from mlsd_operator.builders import BATCH_RUN_ANNOTATION, LABEL_DEPLOYMENT
 from mlsd_operator.rollout import Prometheus, PrometheusError
 
 from . import _status as st
@@ -22,11 +23,24 @@ from ._kube import FIELD_MANAGER, Kube
 from ._metrics import LEADER, RECONCILE_SECONDS, RECONCILES, serve_metrics
 from ._reconcile import PermanentFailure, WaitingForDependency, record_failure, reconcile
 from ._progress import tick
+from . import _drift as drift
+from ._batch import start_requested_run
 from ._settings import OperatorSettings
 
 MANAGED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
 RESYNC_SECONDS = float(os.environ.get("MLSD_RESYNC_SECONDS", "300"))
 ROLLOUT_TICK_SECONDS = float(os.environ.get("MLSD_ROLLOUT_TICK_SECONDS", "10"))
+DRIFT_TICK_SECONDS = float(os.environ.get("MLSD_DRIFT_TICK_SECONDS", "30"))   # spec.drift.interval paces checks
+# The API server restarting, etcd away, a connection reset: retried soon. Any exception kopf sees
+# unsorted waits kopf's default back-off, 60 s, which stalled a rollout's ticks that long after a blip.
+TRANSIENT_RETRY_SECONDS = 5.0
+TRANSIENT_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, ApiException):
+        return error.status in TRANSIENT_STATUSES
+    return isinstance(error, (urllib3.exceptions.HTTPError, OSError))
 
 
 @kopf.on.startup()
@@ -66,8 +80,14 @@ def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
         if record_failure(memo.kube, obj, st.Reason.DEPENDENCY_MISSING, str(waiting)):
             kopf.warn(body, reason=st.Reason.DEPENDENCY_MISSING, message=str(waiting))
         raise kopf.TemporaryError(str(waiting), delay=memo.settings.dependency_retry_seconds) from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        RECONCILES.labels(trigger, "error").inc()
+        raise kopf.TemporaryError(f"API server unreachable, retrying: {error}", delay=TRANSIENT_RETRY_SECONDS) from None
     except ApiException as error:
         RECONCILES.labels(trigger, "error").inc()
+        if _transient(error):        # not the object's fault: no Degraded status (it could not be written anyway)
+            raise kopf.TemporaryError(f"API server unavailable ({error.status} {error.reason}), retrying",
+                                      delay=TRANSIENT_RETRY_SECONDS) from None
         if error.status == 409:
             raise kopf.TemporaryError(f"conflict, retrying: {error.reason}", delay=1) from None
         # The API server refused a child (quota, admission, exhausted IP range...): say so in status.
@@ -152,6 +172,63 @@ def rollout(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) 
     except ApiException as error:
         if error.status == 409:      # the object moved on since this tick read it: next tick decides
             return
+        if _transient(error):
+            raise kopf.TemporaryError(f"API server unavailable ({error.status}), next tick retries",
+                                      delay=ROLLOUT_TICK_SECONDS) from None
         raise
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise kopf.TemporaryError(f"API server unreachable ({error}), next tick retries",
+                                  delay=ROLLOUT_TICK_SECONDS) from None
     for event_type, reason, message in result.events:
         kopf.event(body, type=event_type, reason=reason, message=message)
+
+
+def _has_drift(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("drift"))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_TICK_SECONDS, when=_has_drift)
+def drift_check(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """Drift monitoring: once per spec.drift.interval, PSI per feature vs the card's references; Drifted
+    condition, Events, and at most one retraining per cooldown."""
+    try:
+        result = drift.check(memo.kube, dict(body), memo.settings, memo.prometheus)
+    except PrometheusError as error:
+        last = memo.setdefault("drift_prometheus_warned", {}).get(body.get("metadata", {}).get("uid"), 0.0)
+        if time.monotonic() - last > 60:
+            kopf.warn(body, reason="DriftCheckUnavailable", message=str(error))
+            memo["drift_prometheus_warned"][body.get("metadata", {}).get("uid")] = time.monotonic()
+        raise kopf.TemporaryError(str(error), delay=DRIFT_TICK_SECONDS) from None
+    except ApiException as error:
+        if error.status == 409:      # the object moved on since this check read it: the next one decides
+            return
+        if _transient(error):
+            raise kopf.TemporaryError(f"API server unavailable ({error.status}), next check retries",
+                                      delay=DRIFT_TICK_SECONDS) from None
+        raise
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise kopf.TemporaryError(f"API server unreachable ({error}), next check retries",
+                                  delay=DRIFT_TICK_SECONDS) from None
+    for event_type, reason, message in result.events:
+        kopf.event(body, type=event_type, reason=reason, message=message)
+    if result.checked:
+        logger.debug("drift checked: %s", (result.events or "no change"))
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="batch-run")
+@kopf.on.create(GROUP, VERSION, PLURAL, id="batch-run")
+@kopf.on.update(GROUP, VERSION, PLURAL, id="batch-run", field=("metadata", "annotations", BATCH_RUN_ANNOTATION))
+def batch_run(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """On-demand batch prediction: a new mlsd.io/batch-run value starts one Job."""
+    try:
+        outcome = start_requested_run(memo.kube, dict(body), memo.settings)
+    except PermanentFailure as failure:
+        kopf.warn(body, reason=failure.reason, message=str(failure))
+        raise kopf.PermanentError(str(failure)) from None
+    except ApiException as error:
+        if error.status == 409 or _transient(error):
+            raise kopf.TemporaryError(f"retrying the batch run ({error.status} {error.reason})", delay=2) from None
+        raise
+    if outcome is not None:
+        reason, message = outcome
+        (kopf.warn if reason == "BatchRunRefused" else kopf.info)(body, reason=reason, message=message)

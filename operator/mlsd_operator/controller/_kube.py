@@ -25,6 +25,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Service"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("batch/v1", "CronJob"),
 )
 
 # What a user installs when a kind is missing: the condition message says it.
@@ -174,6 +175,17 @@ class Kube:
                       "preconditions": {"uid": meta["uid"]}} if meta.get("uid") else None)
         except NotFoundError:
             pass
+
+    def create_once(self, obj: dict[str, Any]) -> bool:
+        """Creates `obj`; False if an object of that name exists already (Jobs are started once, by name)."""
+        meta = obj["metadata"]
+        try:
+            self.resource(obj["apiVersion"], obj["kind"]).create(body=obj, namespace=meta.get("namespace"))
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
 
     def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

@@ -39,6 +39,13 @@ class Reason:
     AS_EXPECTED = "AsExpected"
 
 
+DRIFTED = "Drifted"      # written by the drift check (_drift.py), kept here while spec.drift is set
+
+
+def _kept_conditions(mdep: ModelDeployment) -> tuple[str, ...]:
+    return (READY, PROGRESSING, DEGRADED, DRIFTED) if mdep.spec.drift is not None else (READY, PROGRESSING, DEGRADED)
+
+
 def now() -> str:
     """The timestamp format of every time in status (one formatter: rollout.format_time)."""
     return format_time(dt.datetime.now(dt.timezone.utc))
@@ -125,7 +132,7 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
     canary = observed.tracks.get(canary_version) if canary_version else None
     failures = [t for t in observed.tracks.values() if t.failure]
 
-    conditions = [c for c in current.get("conditions") or [] if c.get("type") in (READY, PROGRESSING, DEGRADED)]
+    conditions = [c for c in current.get("conditions") or [] if c.get("type") in _kept_conditions(mdep)]
     if stable.available:
         conditions = set_condition(conditions, READY, True, Reason.AVAILABLE,
                                    f"version {stable.version} is serving with {stable.ready_replicas} ready replica(s)",
@@ -207,6 +214,8 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
                             "readyReplicas": shadow.ready_replicas if shadow else 0, "percent": spec.shadow.percent}
     else:
         status["shadow"] = None
+    if spec.drift is None:
+        status["drift"] = None      # the drift check's verdict goes with spec.drift; retraining history stays
     return status
 
 
@@ -225,7 +234,7 @@ def failed_status(mdep: ModelDeployment, current: dict[str, Any] | None, reason:
     """Status for a spec the operator cannot run (Failed) or cannot run yet (dependency missing)."""
     current = dict(current or {})
     generation = mdep.metadata.generation
-    conditions = [c for c in current.get("conditions") or [] if c.get("type") in (READY, PROGRESSING, DEGRADED)]
+    conditions = [c for c in current.get("conditions") or [] if c.get("type") in _kept_conditions(mdep)]
     conditions = set_condition(conditions, READY, False, reason, message, generation)
     conditions = set_condition(conditions, DEGRADED, True, reason, message, generation)
     phase = {Reason.DEPENDENCY_MISSING: Phase.PENDING, Reason.APPLY_FAILED: Phase.DEGRADED}.get(reason, Phase.FAILED)

@@ -92,6 +92,30 @@ def psi(expected: list[float], actual: list[float]) -> float:
     return value
 
 
+REFERENCE_FLOOR = 1e-4   # a reference bin with no held-out mass still gets a little (no division by zero)
+
+
+def psi_against_reference(fractions: list[float], counts: list[float]) -> float:
+    """PSI of live per-bin `counts` against a model card's reference `fractions` (same bins).
+
+    Merged into at most PSI_BINS bins of equal reference mass first, like `psi`; the live side gets
+    add-half smoothing (a window's sample is finite), the reference, measured on the whole held-out
+    set, only a small floor."""
+    if len(fractions) != len(counts):
+        raise ValueError(f"histograms differ in bins: {len(fractions)} vs {len(counts)}")
+    if sum(fractions) <= 0 or sum(counts) <= 0:
+        return 0.0
+    merged_e, merged_a = rebin(list(fractions), list(counts))
+    total_e = sum(merged_e)
+    total_a = sum(merged_a) + SMOOTHING * len(merged_a)
+    value = 0.0
+    for e, a in zip(merged_e, merged_a):
+        pe = max(e / total_e, REFERENCE_FLOOR)
+        pa = (a + SMOOTHING) / total_a
+        value += (pa - pe) * math.log(pa / pe)
+    return value
+
+
 def drift(stable: TrackMetrics, canary: TrackMetrics) -> float | None:
     """The largest PSI over the outputs both tracks report; None when there is nothing to compare."""
     shared = [o for o in canary.scores if o in stable.scores]

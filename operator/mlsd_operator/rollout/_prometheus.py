@@ -65,3 +65,13 @@ def per_bucket_counts(result: list[dict]) -> dict[str, list[float]]:
             previous = total
         out[output] = counts
     return out
+
+
+def per_feature_bins(result: list[dict]) -> dict[str, list[float]]:
+    """`{feature, bin}` samples -> values per feature, ordered by bin index (missing bins: 0)."""
+    values: dict[str, dict[int, float]] = defaultdict(dict)
+    for sample in result:
+        labels = sample["metric"]
+        value = float(sample["value"][1])
+        values[labels.get("feature", "")][int(labels.get("bin", 0))] = 0.0 if math.isnan(value) else value
+    return {feature: [bins.get(i, 0.0) for i in range(max(bins) + 1)] for feature, bins in values.items() if bins}

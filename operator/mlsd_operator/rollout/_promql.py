@@ -46,3 +46,13 @@ def latency_p99_ms(track: TrackSelector, seconds: float) -> str:
 def score_buckets(track: TrackSelector, seconds: float) -> str:
     """Cumulative counts per (output, le); the caller turns them into per-bucket counts."""
     return f"sum by (output, le) (increase(mlsd_prediction_score_bucket{track.labels()}[{window(seconds)}]))"
+
+
+def drift_observations(track: TrackSelector, seconds: float) -> str:
+    """Served rows per (feature, bin) of the model card's reference histograms, over the window."""
+    return f"sum by (feature, bin) (increase(mlsd_drift_observations_total{track.labels()}[{window(seconds)}]))"
+
+
+def drift_reference(track: TrackSelector) -> str:
+    """The card's reference fraction per (feature, bin), as the predictor exports it."""
+    return f"max by (feature, bin) (mlsd_drift_reference_fraction{track.labels()})"
