@@ -73,6 +73,23 @@ class ValueOutOfRange(ServingError):
     http_status = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
+class Overloaded(ServingError):
+    """Refused by admission control (`_admission.py`): the server is at capacity; retry later."""
+
+    code = "overloaded"
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
+    grpc_code = "UNAVAILABLE"
+    retry_after_s: int = 1
+
+
+class RequestTimeout(ServingError):
+    """The client did not send its request body in time (a slow or stalled client)."""
+
+    code = "request_timeout"
+    http_status = HTTPStatus.REQUEST_TIMEOUT
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
 class VariantNotServable(RuntimeError):
     """Raised at load time: the model card marks this variant not servable."""
 
@@ -82,3 +99,6 @@ ERRORS: tuple[type[ServingError], ...] = (
     BatchTooLarge, PayloadTooLarge, NonFiniteValue, ValueOutOfRange,
 )
 """The registry: documented in docs/serving.md and checked by tests/unit/servers."""
+
+ADMISSION_ERRORS: tuple[type[ServingError], ...] = (Overloaded, RequestTimeout)
+"""Refusals by the server's admission control rather than the model: not the request's fault."""

@@ -138,7 +138,10 @@ class CaseStudyModel(Model):
         self.series.requests.labels(**self.labels, code=str(int(err.http_status))).inc()
 
     def session(self, file: str) -> ort.InferenceSession:
-        return onnx_session(self.model_dir / file, self.ort_threads)
+        """The graph `file`, refused (RepositoryError) if it does not load or does not match the card."""
+        from ._integrity import checked_session
+
+        return checked_session(self.model_dir, file, self.card, self.ort_threads)
 
     # -- what a case study provides ----------------------------------------------------------------
 

@@ -1,11 +1,11 @@
 """KServe's ModelServer with what a predictor needs on top: a bind address (KServe binds every
-interface), our fuzzed v2 REST infer route, typed errors mapped to their HTTP/gRPC codes, and a
-request-size limit on both protocols."""
+interface), our fuzzed v2 REST infer route, typed errors mapped to their HTTP/gRPC codes, and
+admission control on both protocols (`_admission.py`: bounded queue, 503/UNAVAILABLE + Retry-After,
+body size and time limits)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from concurrent import futures
 
 import grpc
@@ -26,49 +26,16 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 from tritonclient.utils import np_to_triton_dtype
 
+from ._admission import Admission, AdmissionLimits, AdmissionMiddleware
 from ._codec import HEADER_LENGTH, decode_grpc, decode_rest, encode_rest, select_outputs
-from ._errors import PayloadTooLarge, ServingError
+from ._errors import Overloaded, ServingError
 from ._model import CaseStudyModel
 
-DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = AdmissionLimits.max_request_bytes
 
 
 async def serving_error_handler(_: Request, exc: ServingError) -> JSONResponse:
     return JSONResponse(status_code=int(exc.http_status), content=exc.to_json())
-
-
-class RequestSizeLimit:
-    """Pure ASGI middleware: 413 before reading a body whose Content-Length is over the limit,
-    and stops a streamed (chunked) body as soon as it passes the limit."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            error = PayloadTooLarge("body", f"{int(length)} bytes exceed the limit of {self.max_bytes}")
-            body = json.dumps(error.to_json()).encode()
-            await send({"type": "http.response.start", "status": int(error.http_status),
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge("body", f"more than {self.max_bytes} bytes")
-            return message
-
-        await self.app(scope, limited_receive, send)
 
 
 def install_v2_infer_route(app: FastAPI, dataplane) -> None:
@@ -99,6 +66,8 @@ def install_v2_infer_route(app: FastAPI, dataplane) -> None:
 class _Interceptor(ExceptionToStatusInterceptor):
     async def handle_exception(self, ex, request_or_iterator, context, method_name):
         if isinstance(ex, ServingError):
+            if isinstance(ex, Overloaded):
+                context.set_trailing_metadata((("retry-after", str(ex.retry_after_s)),))
             await context.abort(grpc.StatusCode[ex.grpc_code], ex.reason)
         await super().handle_exception(ex, request_or_iterator, context, method_name)
 
@@ -107,7 +76,19 @@ class _Servicer(InferenceServicer):
     """ModelInfer straight from and to protobuf for our models: no KServe InferRequest/Response
     round trip (it copies tensors through Python lists), our typed errors."""
 
+    def __init__(self, data_plane, model_repository_extension, admission: Admission) -> None:
+        super().__init__(data_plane, model_repository_extension)
+        self._admission = admission
+
     async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
+        if not self._admission.try_enter("grpc"):
+            raise self._admission.overloaded()
+        try:
+            return await self._infer(request, context)
+        finally:
+            self._admission.leave()
+
+    async def _infer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
         model = await self._data_plane.get_model(request.model_name)
         if not isinstance(model, CaseStudyModel):
             return await super().ModelInfer(request, context)
@@ -132,15 +113,20 @@ class _Servicer(InferenceServicer):
 
 
 class _GRPCServer(GRPCServer):
-    def __init__(self, host: str, max_bytes: int, *args, **kwargs) -> None:
+    def __init__(self, host: str, admission: Admission, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._host = host
-        self._max_bytes = max_bytes
+        self._admission = admission
+        self._max_bytes = admission.limits.max_request_bytes
 
     async def start(self, max_workers: int) -> None:
-        servicer = _Servicer(self._data_plane, self._model_repository_extension)
+        servicer = _Servicer(self._data_plane, self._model_repository_extension, self._admission)
+        limits = self._admission.limits
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
+            # grpc core hands calls to the event loop one per turn, so under a burst they wait inside
+            # core before our admission gate sees them: cap them there too (RESOURCE_EXHAUSTED).
+            maximum_concurrent_rpcs=(limits.max_inflight + limits.max_reading) if limits.max_inflight else None,
             # No LoggingInterceptor: a log line per call costs more than a small model's inference.
             interceptors=(_Interceptor(),),
             options=[("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
@@ -162,19 +148,20 @@ class _RESTServer(RESTServer):
 
 
 class PredictorServer(ModelServer):
-    """`ModelServer` bound to `host`, with our REST route, error mapping and size limits."""
+    """`ModelServer` bound to `host`, with our REST route, error mapping and admission control."""
 
-    def __init__(self, *, host: str = "0.0.0.0", max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 **kwargs) -> None:
+    def __init__(self, *, host: str = "0.0.0.0", limits: AdmissionLimits | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.host = host
-        self.max_request_bytes = max_request_bytes
+        self.limits = limits or AdmissionLimits()
+        self.limits.check()
+        self.admission = Admission(self.limits)
 
     def start(self, models: list) -> None:
         self._register_and_check_atleast_one_model_is_ready(models)
         app = kserve_model_server.app
         app.add_exception_handler(ServingError, serving_error_handler)
-        app.add_middleware(RequestSizeLimit, max_bytes=self.max_request_bytes)
+        app.add_middleware(AdmissionMiddleware, admission=self.admission)
         install_v2_infer_route(app, self.dataplane)
         self._rest_server = _RESTServer(
             FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
@@ -183,7 +170,7 @@ class PredictorServer(ModelServer):
         self._rest_server.config.host = self.host
         self.servers.append(self._rest_server.start())
         if self.enable_grpc:
-            self._grpc_server = _GRPCServer(self.host, self.max_request_bytes, self.grpc_port, self.dataplane,
+            self._grpc_server = _GRPCServer(self.host, self.admission, self.grpc_port, self.dataplane,
                                             self.model_repository_extension, kwargs=vars(kserve_model_server.args),
                                             grace_period=self.grace_period)
             self.servers.append(self._grpc_server.start(self.max_threads))

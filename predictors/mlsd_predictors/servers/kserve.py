@@ -24,7 +24,8 @@ from mlsd_predictors import CardError
 
 from ._errors import VariantNotServable
 from ._registry import CASE_STUDIES, model_class
-from ._server import DEFAULT_MAX_REQUEST_BYTES, PredictorServer
+from ._admission import AdmissionLimits
+from ._server import PredictorServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--compute_workers", type=int, default=-1,
                         help="threads running the model; 0: inline on the event loop; -1 (default): inline when "
                              "the card times a batch of 64 under 1 ms, else one thread")
-    parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+    limits = AdmissionLimits.from_env()   # MLSD_MAX_INFLIGHT, MLSD_MAX_READING, ... (the flags win)
+    parser.add_argument("--max_request_bytes", type=int, default=limits.max_request_bytes,
+                        help="largest request body (413 above it; gRPC: RESOURCE_EXHAUSTED)")
+    parser.add_argument("--max_inflight", type=int, default=limits.max_inflight,
+                        help="infer requests admitted at once; more get 503 + Retry-After (0: unlimited)")
+    parser.add_argument("--max_reading", type=int, default=limits.max_reading,
+                        help="REST request bodies received at once (0: unlimited)")
+    parser.add_argument("--body_timeout_s", type=float, default=limits.body_timeout_s,
+                        help="longest wait for a request body (408 after it)")
+    parser.add_argument("--retry_after_s", type=int, default=limits.retry_after_s,
+                        help="the Retry-After a refused client is given")
     parser.add_argument("--access_log", action="store_true",
                         help="log every request (off: KServe logs three lines per request, a measurable cost)")
     return parser
@@ -70,7 +81,10 @@ def main(argv: list[str] | None = None) -> None:
         model.load()
     except (VariantNotServable, CardError, FileNotFoundError) as err:
         sys.exit(f"mlsd predictor: refusing to serve: {err}")
-    server = PredictorServer(host=args.host, max_request_bytes=args.max_request_bytes, http_port=args.http_port,
+    limits = AdmissionLimits(max_inflight=args.max_inflight, max_reading=args.max_reading,
+                             body_timeout_s=args.body_timeout_s, max_request_bytes=args.max_request_bytes,
+                             retry_after_s=args.retry_after_s)
+    server = PredictorServer(host=args.host, limits=limits, http_port=args.http_port,
                              grpc_port=args.grpc_port, workers=1, max_threads=args.max_threads,
                              enable_grpc=args.enable_grpc, enable_latency_logging=False)
     if not args.access_log:   # after ModelServer configured KServe's logging
