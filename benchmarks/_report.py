@@ -25,6 +25,10 @@ def spread(s: dict | None, digits: int = 1, scale: float = 1.0) -> str:
     return f"{med} ({fmt.format(s['min'] * scale)}-{fmt.format(s['max'] * scale)})"
 
 
+def _seconds(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
 def ratio(x: float | None) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:.2f}x"
 
@@ -100,11 +104,12 @@ def rollout_markdown(result: dict) -> list[str]:
              f"{t['max_latency_p99_ms']}, maxPredictionDrift {t['max_prediction_drift']}, failureLimit "
              f"{t['failure_limit']}. Floor: the time the timings alone impose (steps x interval to promote, "
              "failureLimit x interval to roll back).", "",
-             "| canary | outcome | time from canary spec (s) | floor (s) | over the floor (s) | reason "
-             "| requests stable/canary |", "|---|---|---:|---:|---:|---|---|"]
+             "| canary | outcome | time from canary spec (s) | floor (s) | over the floor (s) "
+             "| dark: spec to first traffic (s) | reason | requests stable/canary |", "|---|---|---:|---:|---:|---:|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['canary']} | {r['outcome']} | {r['seconds']:.1f} | {r['floor_s']:.0f} | "
-                     f"{r['overhead_s']:.1f} | {r['reason']} | {r['requests_stable']}/{r['requests_canary']} |")
+                     f"{r['overhead_s']:.1f} | {_seconds(r.get('dark_s'))} | {r['reason']} | "
+                     f"{r['requests_stable']}/{r['requests_canary']} |")
     return lines
 
 

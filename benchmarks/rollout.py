@@ -58,10 +58,16 @@ def _status(plane) -> dict:
     return _yaml.load_all_text(out)[0]
 
 
-def _wait(plane, predicate, timeout: float = 300) -> float:
+def _wait(plane, predicate, timeout: float = 300, first_traffic: list | None = None) -> float:
+    """Seconds until `predicate(object)`; `first_traffic` gets the seconds until the canary first
+    had a non-zero share (a new canary starts dark until its pods are available)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if predicate(_status(plane)):
+        obj = _status(plane)
+        share = ((obj.get("status") or {}).get("canary") or {}).get("trafficPercent") or 0
+        if first_traffic is not None and share and not first_traffic:
+            first_traffic.append(time.monotonic() - started)
+        if predicate(obj):
             return time.monotonic() - started
         time.sleep(0.25)
     raise TimeoutError("rollout did not finish")
@@ -105,13 +111,16 @@ def run(timings: Timings, log=print) -> dict:
                                    "analysis": timings.analysis()}}
                 plane.kubectl("patch", "mdep", NAME, "-n", NAMESPACE, "--type=merge", "-p",
                               _yaml.json_dumps({"spec": spec}))
+                dark: list[float] = []
                 seconds = _wait(plane, lambda o: any(h.get("version") == str(version) and h.get("outcome") == outcome
-                                                     for h in (o.get("status") or {}).get("history") or []))
+                                                     for h in (o.get("status") or {}).get("history") or []),
+                                first_traffic=dark)
                 traffic.stop()
                 entry = [h for h in _status(plane)["status"]["history"] if h["version"] == str(version)][-1]
                 floor = timings.floor_s(outcome)
                 rows.append({"canary": f"v{version}", "outcome": outcome, "seconds": seconds, "floor_s": floor,
-                             "overhead_s": seconds - floor, "reason": entry["reason"],
+                             "overhead_s": seconds - floor,
+                             "dark_s": dark[0] if dark else None, "reason": entry["reason"],
                              "requests_stable": traffic.sent["stable"], "requests_canary": traffic.sent["canary"]})
                 log(f"  v{version} {outcome} after {seconds:.1f}s (floor {floor:.0f}s): {entry['reason']}")
                 time.sleep(2)
