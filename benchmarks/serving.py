@@ -416,6 +416,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="small models, one case, tiny matrix")
+    parser.add_argument("--small", action="store_true", help="the small models (full matrix)")
     parser.add_argument("--cases", nargs="+", choices=CASES)
     parser.add_argument("--repeat", type=int)
     parser.add_argument("--seconds", type=float)
@@ -425,8 +426,9 @@ def main() -> None:
     matrix.cases = args.cases or matrix.cases
     matrix.repeat = args.repeat or matrix.repeat
     matrix.seconds = args.seconds or matrix.seconds
-    models = args.models or default_models(args.quick)
-    result = run(models, matrix, small=args.quick)
+    small = args.quick or args.small
+    models = args.models or default_models(small)
+    result = run(models, matrix, small=small)
     from benchmarks._report import serving_markdown
     print("\n".join(serving_markdown(result)))
     if args.json:
