@@ -13,6 +13,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
+from google.protobuf.message import DecodeError
 from grpc import aio
 from kserve import ModelServer
 from kserve import model_server as kserve_model_server
@@ -63,7 +64,38 @@ def install_v2_infer_route(app: FastAPI, dataplane) -> None:
         app.router.routes.insert(0, Route(path, infer, methods=["POST"]))
 
 
+class _Undecodable:
+    """What a request that is no protobuf message decodes to: the handler answers INVALID_ARGUMENT
+    (grpcio would otherwise answer UNKNOWN from its own deserializer, before any handler runs)."""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer):
+    def deserialize(payload: bytes):
+        try:
+            return deserializer(payload)
+        except DecodeError as err:
+            return _Undecodable(err)
+    return deserialize
+
+
 class _Interceptor(ExceptionToStatusInterceptor):
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await super().intercept_service(continuation, handler_call_details)
+        if handler is None or handler.request_deserializer is None or not handler.unary_unary:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(handler.unary_unary,
+                                                   request_deserializer=_tolerant(handler.request_deserializer),
+                                                   response_serializer=handler.response_serializer)
+
+    async def intercept(self, method, request_or_iterator, context, method_name):
+        if isinstance(request_or_iterator, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request is not a valid protobuf message: {request_or_iterator.error}")
+        return await super().intercept(method, request_or_iterator, context, method_name)
+
     async def handle_exception(self, ex, request_or_iterator, context, method_name):
         if isinstance(ex, ServingError):
             if isinstance(ex, Overloaded):
