@@ -92,8 +92,11 @@ def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
             raise kopf.TemporaryError(f"conflict, retrying: {error.reason}", delay=1) from None
         # The API server refused a child (quota, admission, exhausted IP range...): say so in status.
         message = f"the API server refused a write ({error.status} {error.reason}): {_api_message(error)}"
-        if record_failure(memo.kube, obj, st.Reason.APPLY_FAILED, message):
-            kopf.warn(body, reason=st.Reason.APPLY_FAILED, message=message)
+        try:
+            if record_failure(memo.kube, obj, st.Reason.APPLY_FAILED, message):
+                kopf.warn(body, reason=st.Reason.APPLY_FAILED, message=message)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError):
+            pass    # the status write is refused too (a restarting API server's 403s): the retry below still runs
         raise kopf.TemporaryError(message, delay=10) from None
     finally:
         RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
@@ -172,10 +175,9 @@ def rollout(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) 
     except ApiException as error:
         if error.status == 409:      # the object moved on since this tick read it: next tick decides
             return
-        if _transient(error):
-            raise kopf.TemporaryError(f"API server unavailable ({error.status}), next tick retries",
-                                      delay=ROLLOUT_TICK_SECONDS) from None
-        raise
+        # Also a 403 or 404: a restarted API server refuses requests until its RBAC cache is warm.
+        raise kopf.TemporaryError(f"API server refused the tick ({error.status} {error.reason}), next tick retries",
+                                  delay=ROLLOUT_TICK_SECONDS) from None
     except (urllib3.exceptions.HTTPError, OSError) as error:
         raise kopf.TemporaryError(f"API server unreachable ({error}), next tick retries",
                                   delay=ROLLOUT_TICK_SECONDS) from None
