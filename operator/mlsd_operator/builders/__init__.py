@@ -14,6 +14,7 @@ from ._batch import (
 )
 from ._config import RenderConfig
 from ._kserve import build_inference_service, build_kserve, build_serving_runtime
+from ._network import build_network_policy
 from ._rollout import TrafficState
 from ._triton import build_deployment, build_hpa, build_route, build_triton, tracks
 
@@ -29,6 +30,8 @@ def build_children(mdep: ModelDeployment, config: RenderConfig | None = None,
         children = build_triton(mdep, config, traffic)
     if mdep.spec.batch is not None and mdep.spec.batch.schedule is not None:
         children.append(build_batch_cronjob(mdep, config))
+    if config.network_policy:
+        children.insert(0, build_network_policy(mdep, config))   # fenced before the pods exist
     return children
 
 
@@ -37,7 +40,7 @@ __all__ = [
     "retraining_job_name",
     "ANNOTATION_PLACEMENT", "LABEL_CASE_STUDY", "LABEL_DEPLOYMENT", "LABEL_TRACK", "LABEL_VERSION",
     "TRACK_CANARY", "TRACK_SHADOW", "TRACK_STABLE", "Decision", "RenderConfig", "TrafficState",
-    "UnsupportedSpec", "build_children", "build_deployment", "build_hpa", "build_inference_service",
+    "UnsupportedSpec", "build_children", "build_network_policy", "build_deployment", "build_hpa", "build_inference_service",
     "build_kserve", "build_route", "build_serving_runtime", "build_triton", "decide_accelerator",
     "dns_name", "labels", "tracks", "version_name",
 ]

@@ -24,3 +24,8 @@ class RenderConfig(BaseModel):
         Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),
     )
     cluster_domain: str = "cluster.local"
+    network_policy: bool = False
+    """Render a NetworkPolicy per ModelDeployment (builders/_network.py)."""
+    network_policy_ingress_namespaces: tuple[str, ...] = ()
+    """Namespaces whose pods may call the predictors (gateway, KServe/Knative ingress)."""
+    network_policy_prometheus_namespace: str = "monitoring"

@@ -26,6 +26,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("batch/v1", "CronJob"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 )
 
 # What a user installs when a kind is missing: the condition message says it.

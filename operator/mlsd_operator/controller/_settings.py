@@ -26,6 +26,9 @@ class OperatorSettings(BaseModel):
     rollout_tick_seconds: float = 10.0
     shadow_window_seconds: float = 60.0
     gpu_tolerations: tuple[Toleration, ...] | None = None     # None: the builders' default
+    network_policy: bool = False              # MLSD_NETWORK_POLICY: a NetworkPolicy per ModelDeployment
+    network_policy_ingress_namespaces: tuple[str, ...] = ()   # MLSD_NETWORK_POLICY_INGRESS_NAMESPACES (a,b)
+    network_policy_prometheus_namespace: str = "monitoring"   # MLSD_NETWORK_POLICY_PROMETHEUS_NAMESPACE
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -42,6 +45,13 @@ class OperatorSettings(BaseModel):
         for key in ("dependency_retry_seconds", "rollout_tick_seconds", "shadow_window_seconds"):
             if env.get(f"MLSD_{key.upper()}"):
                 values[key] = float(env[f"MLSD_{key.upper()}"])
+        if env.get("MLSD_NETWORK_POLICY"):
+            values["network_policy"] = env["MLSD_NETWORK_POLICY"].strip().lower() in ("1", "true", "yes", "on")
+        if env.get("MLSD_NETWORK_POLICY_INGRESS_NAMESPACES"):
+            values["network_policy_ingress_namespaces"] = tuple(
+                n.strip() for n in env["MLSD_NETWORK_POLICY_INGRESS_NAMESPACES"].split(",") if n.strip())
+        if env.get("MLSD_NETWORK_POLICY_PROMETHEUS_NAMESPACE"):
+            values["network_policy_prometheus_namespace"] = env["MLSD_NETWORK_POLICY_PROMETHEUS_NAMESPACE"]
         if env.get("MLSD_GPU_TOLERATIONS"):
             values["gpu_tolerations"] = tuple(Toleration.model_validate(t)
                                               for t in json.loads(env["MLSD_GPU_TOLERATIONS"]))
@@ -54,4 +64,6 @@ class OperatorSettings(BaseModel):
             gateway = GatewayRef(name=name, namespace=namespace or None)
         extra = {} if self.gpu_tolerations is None else {"gpu_tolerations": self.gpu_tolerations}
         return RenderConfig(predictor_image=self.predictor_image, triton_image=self.triton_image,
-                            gateway=gateway, prometheus_url=self.prometheus_url, **extra)
+                            gateway=gateway, prometheus_url=self.prometheus_url, network_policy=self.network_policy,
+                            network_policy_ingress_namespaces=self.network_policy_ingress_namespaces,
+                            network_policy_prometheus_namespace=self.network_policy_prometheus_namespace, **extra)
