@@ -61,7 +61,8 @@ def batch(
             task = progress.add_task(f"{mdep.metadata.name} v{mdep.spec.model.version} rows", total=rows)
             results = [run_shard(job, shard, lambda n: progress.advance(task, n)) for shard in range(job.shards)]
     except BatchError as err:
-        console.print(f"[red]mlsd batch: {err}[/red]\nnothing was committed; {job.output}/latest is unchanged")
+        console.print(f"[red]mlsd batch: {err}[/red]\nnothing was committed; {job.output}/latest is unchanged",
+                      soft_wrap=True)
         raise typer.Exit(1) from None
     seconds = time.perf_counter() - started
     if all(r.skipped for r in results):
