@@ -26,8 +26,10 @@ from tritonclient.utils import np_to_triton_dtype
 
 from . import _metrics
 from ._batcher import MicroBatcher
+from ._cache import PredictionCache
 from ._card import inline_compute, load_servable, request_signature
 from ._codec import DecodedRequest, RequestedOutput, select_outputs
+from ._drift import DriftMonitor
 from ._errors import MalformedRequest, ServingError, UnknownInput
 from ._signature import RawTensor, Signature, TensorSpec, check_inputs
 
@@ -89,7 +91,8 @@ class CaseStudyModel(Model):
 
     def __init__(self, name: str, model_dir: str | Path, *, track: str | None = None,
                  max_batch_size: int | None = None, max_latency_ms: float = 0.0,
-                 ort_threads: int = 0, workers: int = -1) -> None:
+                 ort_threads: int = 0, workers: int = -1, cache_size: int | None = None,
+                 cache_ttl_s: float | None = None) -> None:
         super().__init__(name)
         self.model_dir = Path(model_dir)
         self.track = track or os.environ.get("MLSD_TRACK", "stable")
@@ -97,6 +100,11 @@ class CaseStudyModel(Model):
         self.max_latency_ms = max_latency_ms
         self.ort_threads = ort_threads
         self.workers = workers
+        # spec.cache reaches the pod as MLSD_CACHE_SIZE / MLSD_CACHE_TTL_SECONDS (0 or unset: no cache).
+        self.cache_size = cache_size if cache_size is not None else int(os.environ.get("MLSD_CACHE_SIZE", "0"))
+        self.cache_ttl_s = cache_ttl_s if cache_ttl_s is not None else float(
+            os.environ.get("MLSD_CACHE_TTL_SECONDS", "600"))
+        self.cache: PredictionCache | None = None
         self.series = _metrics.default_series()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -124,6 +132,15 @@ class CaseStudyModel(Model):
         self._inflight = self.series.inflight.labels(**self.labels)
         self._stage = {stage: self.series.duration.labels(**self.labels, stage=stage) for stage in _metrics.STAGES}
         self._ok = self.series.requests.labels(**self.labels, code="200")
+        # A new cache per load: its keys carry the version too, so nothing cached survives a version change.
+        self.cache = PredictionCache(
+            size=self.cache_size, ttl_seconds=self.cache_ttl_s,
+            identity=f"{self.name}|{self.case_study}|{self.version}|{self.card.precision}",
+            hits=self.series.cache.labels(**self.labels, result="hit"),
+            misses=self.series.cache.labels(**self.labels, result="miss"),
+            entries=self.series.cache_entries.labels(**self.labels)) if self.cache_size > 0 else None
+        self.drift = DriftMonitor(self.card.reference_distribution, self.series.drift, self.series.drift_reference,
+                                  self.labels)
         self.ready = True
         return self.ready
 
@@ -157,6 +174,11 @@ class CaseStudyModel(Model):
         """(output label, scores) pairs for the `mlsd_prediction_score` histogram."""
         return ()
 
+    def drift_values(self, feeds: dict[str, np.ndarray], results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Monitored values per row, named like the card's reference distributions
+        (`input:<feature>`, `output:<score>`) and computed exactly as `mlsd build` computed them."""
+        return {}
+
     def get_input_types(self) -> list[dict]:
         return [spec.to_metadata() for spec in self.signature.inputs]
 
@@ -174,8 +196,12 @@ class CaseStudyModel(Model):
         try:
             feeds = self.preprocess_any(body)
             t1 = time.perf_counter()
-            results = await self.batcher.submit(feeds)
+            if self.cache is None:
+                results = await self.batcher.submit(feeds)
+            else:
+                results = await self.cache.run(feeds, self.batcher.submit)
             t2 = time.perf_counter()
+            self.drift.observe(self.drift_values(feeds, results))
             response = self.postprocess_any(body, results)
             t3 = time.perf_counter()
             for stage, seconds in (("preprocess", t1 - start), ("predict", t2 - t1), ("postprocess", t3 - t2)):
