@@ -91,12 +91,23 @@ class ModelRef(ApiModel):
                                       description="Root of the version's model repository "
                                                   "(s3://, gs://, pvc://claim/path or file://).")]
     precision: Annotated[Precision, Field(description="Variant to serve: fp32, fp16 or int8.")] = Precision.FP32
+    storage_secret_name: Annotated[str | None, Field(
+        max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="Secret (same namespace, by name) holding the credentials for an s3:// or gs:// "
+                    "storageUri, in KServe's layout: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                    "(+ AWS_ENDPOINT_URL, AWS_DEFAULT_REGION) or gcloud-application-credentials.json. "
+                    "The operator never reads it: pods reference it.")] = None
 
     rules: ClassVar = (
         Rule(cel="!self.storageUri.matches('^[a-z0-9]+://(.*/)?[.][.](/.*)?$')",
              message="storageUri must not contain '..' path segments",
              check=lambda m: not _has_dotdot_segment(m.storage_uri),
              field_path=".storageUri"),
+        Rule(cel="!has(self.storageSecretName) || self.storageUri.matches('^(s3|gs)://')",
+             message="storageSecretName is only used with an s3:// or gs:// storageUri "
+                     "(a pvc:// or file:// repository needs no credentials)",
+             check=lambda m: m.storage_secret_name is None or m.storage_uri.startswith(("s3://", "gs://")),
+             field_path=".storageSecretName"),
     )
 
 

@@ -129,6 +129,31 @@ def _scaling(mdep: ModelDeployment, config: RenderConfig) -> tuple[dict[str, Any
     return fields, {"serving.kserve.io/autoscalerClass": "keda"}
 
 
+def storage_service_account_name(mdep: ModelDeployment, model: ModelRef) -> str:
+    return c.dns_name(c.version_name(mdep, model.version), "storage")
+
+
+def build_storage_service_account(mdep: ModelDeployment, model: ModelRef, track: str) -> dict[str, Any]:
+    """KServe's documented way to credentials (docs/security.md): a ServiceAccount that lists the
+    Secret, named as the predictor's serviceAccountName. KServe's webhook then gives the storage
+    initializer secretKeyRef variables (and a mount for GCS): the values stay in the Secret; the
+    operator only writes its name. No token: the predictor does not talk to the API server."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": c.metadata(mdep, storage_service_account_name(mdep, model),
+                               c.labels(mdep, component="storage-credentials", version=model.version, track=track)),
+        "automountServiceAccountToken": False,
+        "secrets": [{"name": model.storage_secret_name}],
+    }
+
+
+def _service_account(mdep: ModelDeployment, model: ModelRef) -> dict[str, Any]:
+    if model.storage_secret_name is None:
+        return {}
+    return {"serviceAccountName": storage_service_account_name(mdep, model)}
+
+
 def canary_predictor_name(mdep: ModelDeployment, version: str) -> str:
     return c.dns_name("v" + version, max_length=40)
 
@@ -146,6 +171,7 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
         **scaling,
         **_placement_fields(pod),
         **_batcher(spec.batching),
+        **_service_account(mdep, spec.model),
     }
     isvc_spec: dict[str, Any] = {"predictor": predictor}
     canary_version = None
@@ -161,12 +187,15 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
                     "model": {"name": "kserve-container", **_model_spec(mdep, spec.canary.model, pod, c.TRACK_CANARY)},
                     **_placement_fields(pod),
                     **_batcher(spec.batching),
+                    **_service_account(mdep, spec.canary.model),
                 },
             }]
         else:
             # Serverless: the latest revision is the canary; the previous one keeps serving as stable.
             predictor["model"] = _model_spec(mdep, spec.canary.model, pod, c.TRACK_CANARY)
             predictor["canaryTrafficPercent"] = traffic.canary_percent
+            predictor.pop("serviceAccountName", None)     # the new revision's pods are the canary's
+            predictor |= _service_account(mdep, spec.canary.model)
 
     object_labels = c.labels(mdep, component="predictor", version=spec.model.version, track=c.TRACK_STABLE)
     if canary_version is not None:
@@ -180,4 +209,12 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
 
 
 def build_kserve(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState) -> list[dict[str, Any]]:
-    return [build_serving_runtime(mdep, config), build_inference_service(mdep, config, traffic)]
+    accounts = []
+    tracked = [(mdep.spec.model, c.TRACK_STABLE)]
+    if mdep.spec.canary is not None and traffic.canary_percent is not None:
+        tracked.append((mdep.spec.canary.model, c.TRACK_CANARY))
+    for model, track in tracked:
+        if model.storage_secret_name is not None:
+            accounts.append(build_storage_service_account(mdep, model, track))
+    # ServiceAccounts first: KServe resolves them when it creates the predictor pods.
+    return [*accounts, build_serving_runtime(mdep, config), build_inference_service(mdep, config, traffic)]

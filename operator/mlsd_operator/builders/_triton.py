@@ -53,6 +53,28 @@ def _pull_source(model: ModelRef) -> tuple[str, list[dict[str, Any]], list[dict[
     return f"{PVC_MOUNT}/{sub_path}", [volume], [mount]
 
 
+CREDENTIALS_VOLUME = "storage-credentials"
+CREDENTIALS_DIR = "/var/run/secrets/mlsd.io/storage"
+GCS_CREDENTIALS_KEY = "gcloud-application-credentials.json"   # KServe's key for a GCS service-account file
+
+
+def _credentials(model: ModelRef) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """What the puller needs to read `model.storageSecretName`, by reference only: the Secret's keys
+    become environment variables (kserve-storage and boto3 read AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION), and for gs:// it is mounted so that
+    GOOGLE_APPLICATION_CREDENTIALS can name KServe's key file. The same Secret serves both runtimes."""
+    secret = model.storage_secret_name
+    if secret is None:
+        return {}, [], []
+    fields: dict[str, Any] = {"envFrom": [{"secretRef": {"name": secret}}]}
+    if not model.storage_uri.startswith("gs://"):
+        return fields, [], []
+    fields["env"] = [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{CREDENTIALS_DIR}/{GCS_CREDENTIALS_KEY}"}]
+    volume = {"name": CREDENTIALS_VOLUME, "secret": {"secretName": secret, "defaultMode": 0o440}}
+    mount = {"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True}
+    return fields, [volume], [mount]
+
+
 def _puller(mdep: ModelDeployment, model: ModelRef, pod: c.PodPlacement, config: RenderConfig,
             mounts: list[dict[str, Any]], source: str) -> dict[str, Any]:
     args = [
@@ -64,15 +86,18 @@ def _puller(mdep: ModelDeployment, model: ModelRef, pod: c.PodPlacement, config:
     if mdep.spec.batching is not None:
         args += [f"--max-batch-size={mdep.spec.batching.max_batch_size}",
                  f"--max-queue-delay-us={mdep.spec.batching.max_latency_ms * 1000}"]
+    credentials, _, credential_mounts = _credentials(model)
     return {
         "name": "model-puller",
         "image": config.predictor_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["python", "-m", "mlsd_predictors.pull"],
         "args": args,
+        **credentials,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": c.RESTRICTED_CONTAINER_SECURITY,
-        "volumeMounts": [{"name": "models", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}, *mounts],
+        "volumeMounts": [{"name": "models", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"},
+                         *mounts, *credential_mounts],
     }
 
 
@@ -127,6 +152,7 @@ def build_deployment(mdep: ModelDeployment, track: Track, config: RenderConfig) 
             {"name": "tmp", "emptyDir": {}},
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
             *volumes,
+            *_credentials(track.model)[1],
         ],
         "terminationGracePeriodSeconds": 30,
     }

@@ -27,6 +27,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("batch/v1", "CronJob"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("v1", "ServiceAccount"),
 )
 
 # What a user installs when a kind is missing: the condition message says it.
