@@ -32,7 +32,12 @@ def start_requested_run(kube: Kube, body: dict[str, Any], settings: OperatorSett
     if run is None or (status.get("batch") or {}).get("lastRun") == run:
         return None
     mdep = parse(body)
+    resource_version = (body.get("metadata") or {}).get("resourceVersion")
     if mdep.spec.batch is None:
+        # Recorded as handled (no Job), so the refusal is said once, not on every later event.
+        kube.patch_status(mdep.metadata.namespace, mdep.metadata.name,
+                          {"batch": {"lastRun": run, "lastJob": None, "startedAt": None}},
+                          resource_version=resource_version)
         return ("BatchRunRefused", f"{BATCH_RUN_ANNOTATION}={run}: this ModelDeployment has no spec.batch")
     try:
         job = build_batch_job(mdep, settings.render_config(), run)
@@ -42,6 +47,6 @@ def start_requested_run(kube: Kube, body: dict[str, Any], settings: OperatorSett
     name = job["metadata"]["name"]
     kube.patch_status(mdep.metadata.namespace, mdep.metadata.name,
                       {"batch": {"lastRun": run, "lastJob": name, "startedAt": st.now()}},
-                      resource_version=(body.get("metadata") or {}).get("resourceVersion"))
+                      resource_version=resource_version)
     return ("BatchRunStarted", f"started Job {name} for run {run}" if created else
             f"Job {name} for run {run} already existed; recorded it")

@@ -130,6 +130,7 @@ def resync(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -
         _run("resync", body, memo, logger)
     except kopf.PermanentError:
         pass
+    batch_run(body, memo, logger)
 
 
 def _owner_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> None:
@@ -217,19 +218,24 @@ def drift_check(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: A
         logger.debug("drift checked: %s", (result.events or "no change"))
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="batch-run")
-@kopf.on.create(GROUP, VERSION, PLURAL, id="batch-run")
-@kopf.on.update(GROUP, VERSION, PLURAL, id="batch-run", field=("metadata", "annotations", BATCH_RUN_ANNOTATION))
-def batch_run(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    """On-demand batch prediction: a new mlsd.io/batch-run value starts one Job."""
+# Watch events, not an on.update(field=...) handler: kopf leaves annotations under its own storage
+# prefix (mlsd.io/) out of the diffs it hands to handlers, so it would never see this one change.
+@kopf.on.event(GROUP, VERSION, PLURAL, annotations={BATCH_RUN_ANNOTATION: kopf.PRESENT})
+def batch_run(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, type: str | None = None, **_: Any) -> None:
+    """On-demand batch prediction: a new mlsd.io/batch-run value starts one Job. Every event of the
+    object checks it (cheap: a comparison with status.batch); a refused write waits for the next event
+    or the resync timer, which checks too."""
+    if type == "DELETED" or not hasattr(memo, "kube") or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return
     try:
         outcome = start_requested_run(memo.kube, dict(body), memo.settings)
     except PermanentFailure as failure:
         kopf.warn(body, reason=failure.reason, message=str(failure))
-        raise kopf.PermanentError(str(failure)) from None
+        return
     except ApiException as error:
         if error.status == 409 or _transient(error):
-            raise kopf.TemporaryError(f"retrying the batch run ({error.status} {error.reason})", delay=2) from None
+            logger.info("batch run not started yet (%s %s); the next event retries", error.status, error.reason)
+            return
         raise
     if outcome is not None:
         reason, message = outcome
