@@ -99,3 +99,18 @@ def test_retraining_job_carries_the_drift_and_never_secret_values():
     assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
     assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_retraining_job_output_is_the_model_store_mounted_read_write():
+    obj = mdep(drift={}, retraining={"job": {"image": "trainer:1", "output": "pvc://models",
+                                             "args": ["build", "ad-click-prediction", "--version", "$(MLSD_NEXT_VERSION)",
+                                                      "--out", "$(MLSD_OUTPUT_DIR)"]}})
+    job = build_retraining_job(obj, RenderConfig(), 1, {"features": []})
+    schemas.validate(job)
+    pod = job["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["MLSD_OUTPUT_DIR"] == "/mnt/pvc/models"
+    claims = [v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == [{"claimName": "models", "readOnly": False}]
+    assert {"name": claims and pod["volumes"][1]["name"], "mountPath": "/mnt/pvc/models", "readOnly": False} \
+        in pod["containers"][0]["volumeMounts"]

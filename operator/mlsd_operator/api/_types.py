@@ -321,8 +321,18 @@ class RetrainingJob(ApiModel):
                                                                 "variables; their values never pass the operator.")] = None
     service_account_name: Annotated[str | None, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] = None
     resources: Resources | None = None
+    output: Annotated[str | None, Field(max_length=512, pattern=r"^pvc://[^\s]+$",
+                                        description="Model store the Job writes the next version into "
+                                                    "(pvc://claim/path), mounted read-write at MLSD_OUTPUT_DIR.")] = None
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 1
     active_deadline: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN)] = "6h"
+
+    rules: ClassVar = (
+        Rule(cel="!has(self.output) || !self.output.matches('^[a-z]+://(.*/)?[.][.](/.*)?$')",
+             message="retraining.job.output must not contain '..' path segments",
+             check=lambda m: m.output is None or not _has_dotdot_segment(m.output),
+             field_path=".output"),
+    )
 
 
 class Webhook(ApiModel):

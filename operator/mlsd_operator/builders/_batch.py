@@ -174,6 +174,9 @@ def build_retraining_job(mdep: ModelDeployment, config: RenderConfig, number: in
         {"name": "MLSD_DRIFTED_FEATURES", "value": json.dumps(drift.get("features") or [], sort_keys=True)},
         {"name": "MLSD_RETRAINING_NUMBER", "value": str(number)},
     ]
+    volumes = _Volumes()
+    if job.output is not None:
+        env.append({"name": "MLSD_OUTPUT_DIR", "value": volumes.path(job.output, write=True)})
     container: dict[str, Any] = {
         "name": "retrain",
         "image": job.image,
@@ -181,7 +184,7 @@ def build_retraining_job(mdep: ModelDeployment, config: RenderConfig, number: in
         "env": env,
         # Restricted, but with a writable root filesystem: training images commonly write beside their code.
         "securityContext": {k: v for k, v in c.RESTRICTED_CONTAINER_SECURITY.items() if k != "readOnlyRootFilesystem"},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *volumes.mounts()],
     }
     if job.command:
         container["command"] = list(job.command)
@@ -195,7 +198,7 @@ def build_retraining_job(mdep: ModelDeployment, config: RenderConfig, number: in
         "restartPolicy": "Never",
         "securityContext": c.RESTRICTED_POD_SECURITY,
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes.volumes()],
     }
     if job.service_account_name:
         pod_spec["serviceAccountName"] = job.service_account_name
