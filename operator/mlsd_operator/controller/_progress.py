@@ -22,7 +22,7 @@ from mlsd_operator.rollout import (
 
 from ._kube import Kube
 from ._metrics import ROLLOUT_DECISIONS
-from ._reconcile import parse, reconcile
+from ._reconcile import _observe, parse, reconcile
 from ._settings import OperatorSettings
 
 HISTORY_LIMIT = 50
@@ -50,6 +50,11 @@ def _promoted(mdep: ModelDeployment, status: dict[str, Any]) -> bool:
     return any(h.get("version") == version and h.get("outcome") == "Promoted" for h in status.get("history") or [])
 
 
+def _canary_available(kube: Kube, mdep: ModelDeployment) -> bool:
+    track = _observe(kube, mdep, TrafficState.from_status(mdep)).tracks.get(mdep.spec.canary.model.version)
+    return bool(track and track.available)
+
+
 def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheus: Prometheus,
          now: dt.datetime | None = None) -> TickResult:
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -68,6 +73,10 @@ def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheu
         return TickResult(None, events)            # not started yet, or already rolled back
     annotations = mdep.metadata.annotations or {}
     control = parse_control(annotations.get(CONTROL_ANNOTATION))
+    if control not in (Control.ABORT, Control.PAUSED) and not _canary_available(kube, mdep):
+        # Its pods went away after it started (node loss, eviction, a control-plane outage): more
+        # traffic, or all of it on promotion, must not go to a track that cannot serve it.
+        return TickResult(Step(Action.HOLD, "canary has no available replica"), events)
     verdict = None
     if control is None and analysis_due(canary, current, now):
         seconds = parse_duration(canary.interval)

@@ -1,0 +1,387 @@
+"""The real operator under faults of its control plane, with real parts only: its own kube-apiserver
++ etcd + controller-manager + scheduler + kwok nodes (a plane of its own, so restarts here never
+disturb other tests), the operator as a subprocess under its RBAC ServiceAccount reaching the API
+server through a TCP proxy (to cut its connections, watch streams included), and a real, empty
+Prometheus: with `minRequests: 0` every analysis passes, so canaries walk their steps on the clock.
+
+After every fault the test checks: the ModelDeployments converge (promoted, Ready), each owns
+exactly the children the builders want (none missing, duplicated or orphaned; no ReplicaSet of a
+deleted Deployment), the canary's step never went back and its failure counter never moved, and
+no HTTPRoute ever sent traffic to a Deployment without an available replica (polled every 0.25 s).
+
+Time to converge and resume is printed per fault (run with -s to see the FIGURE lines that
+docs/reliability.md quotes). MLSD_FAULT_KILLS (default 4) sets how many SIGKILLs the random-kill
+test deals; MLSD_FAULT_SEED (default 10) its seed; MLSD_FAULT_ETCD_SECONDS (default 30) how long
+etcd stays down."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from mlsd_operator import _yaml
+from mlsd_operator.controlplane import ControlPlane
+from tests.conftest import manifest
+from tests.integration.fault_harness import (
+    GROUP, PLURAL, VERSION, Supervisor, TcpProxy, TrafficMonitor, children_report, clean, kubelet_resync,
+    point_kubeconfig_at,
+)
+from tests.integration.operator_harness import OperatorProcess, install_crds
+from tests.integration.rollout_harness import PrometheusServer
+
+KILLS = int(os.environ.get("MLSD_FAULT_KILLS", "4"))
+SEED = int(os.environ.get("MLSD_FAULT_SEED", "10"))
+ETCD_DOWN = float(os.environ.get("MLSD_FAULT_ETCD_SECONDS", "30"))
+ANALYSIS = {"minRequests": 0, "maxErrorRate": 0.05, "maxLatencyP99Ms": 5000, "maxPredictionDrift": 10,
+            "failureLimit": 1}
+FIGURES: list[str] = []
+
+
+def figure(text: str) -> None:
+    FIGURES.append(text)
+    print(f"FIGURE {text}")
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory):
+    cp = ControlPlane(controller_manager=True, scheduler=True, kwok=True,
+                      work_dir=tmp_path_factory.mktemp("fault-plane"))
+    cp.start()
+    try:
+        install_crds(cp)
+        yield cp
+    finally:
+        cp.stop(keep_logs=True)
+
+
+@pytest.fixture(scope="module")
+def api(plane):
+    with plane.api_client() as api_client:
+        yield api_client
+
+
+@pytest.fixture(scope="module")
+def proxy(plane):
+    port = int(plane.server.rsplit(":", 1)[1])
+    tcp = TcpProxy("127.0.0.1", port)
+    yield tcp
+    tcp.close()
+
+
+@pytest.fixture(scope="module")
+def supervised(plane, proxy, tmp_path_factory):
+    work = tmp_path_factory.mktemp("fault-operator")
+    prometheus = PrometheusServer(work).start()
+    operator = OperatorProcess(plane, work / "operator.log", env={
+        "MLSD_PROMETHEUS_URL": prometheus.url, "MLSD_ROLLOUT_TICK_SECONDS": "1", "MLSD_RESYNC_SECONDS": "15"})
+    point_kubeconfig_at(Path(operator.env["KUBECONFIG"]), f"https://127.0.0.1:{proxy.port}")
+    operator.start(leading=True)
+    supervisor = Supervisor(operator)
+    supervisor.start()
+    yield supervisor
+    supervisor.stop()
+    prometheus.stop()
+    for line in FIGURES:
+        print("FIGURE", line)
+
+
+@pytest.fixture
+def ns(request, api):
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{slug}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def monitor(api, ns):
+    watcher = TrafficMonitor(api, ns)
+    watcher.start()
+    yield watcher
+    watcher.stop()
+
+
+def rollout_manifest(name: str, steps: list[int], interval: str = "2s") -> dict[str, Any]:
+    return manifest(name=name, namespace=None, runtime="triton", gateway={"name": "gw"},
+                    autoscaling={"minReplicas": 1, "maxReplicas": 2},
+                    model={"storageUri": "s3://models/ad/1"},
+                    canary={"model": {"version": "2", "storageUri": "s3://models/ad/2"},
+                            "steps": steps, "interval": interval, "analysis": ANALYSIS})
+
+
+def apply(plane, ns: str, obj: dict[str, Any]) -> None:
+    plane.kubectl("apply", "-n", ns, "-f", "-", input=_yaml.dump(obj))
+
+
+def get(api, ns: str, name: str) -> dict[str, Any]:
+    return client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+
+
+def wait(supervisor: Supervisor, predicate: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except (ApiException, OSError) as error:      # a fault may still be clearing
+            value, last = None, error
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n"
+                        f"{supervisor.operator.log_tail(80)}")
+        time.sleep(0.3)
+
+
+def promoted(api, ns: str, name: str) -> bool:
+    obj = get(api, ns, name)
+    status = obj.get("status") or {}
+    return obj["spec"]["model"]["version"] == "2" and "canary" not in obj["spec"] \
+        and status.get("phase") == "Ready" and (status.get("stable") or {}).get("version") == "2"
+
+
+def step_of(api, ns: str, name: str) -> int | None:
+    canary = (get(api, ns, name).get("status") or {}).get("canary") or {}
+    return canary.get("step") if canary.get("stepStartedAt") else None
+
+
+def converge(supervisor, api, ns: str, names: list[str], what: str, timeout: float = 150) -> float:
+    """Waits for every named rollout to be promoted with exactly its children; returns the seconds."""
+    started = time.monotonic()
+    seen: dict[str, Any] = {}
+
+    def done() -> bool:
+        seen["promoted"] = {n: promoted(api, ns, n) for n in names}
+        seen["children"] = children_report(api, ns)
+        return all(seen["promoted"].values()) and clean(seen["children"])
+
+    try:
+        wait(supervisor, done, f"{what}: promotion of {names} with exactly the desired children", timeout)
+    except BaseException:
+        print("last seen:", seen, "\nstatus:", [(get(api, ns, n).get("status")) for n in names])
+        raise
+    return time.monotonic() - started
+
+
+def check_history_and_safety(api, ns: str, names: list[str], monitor: TrafficMonitor) -> None:
+    log = monitor.stop()
+    assert not log.violations, "traffic reached a track with no available replica:\n" + "\n".join(log.violations[:20])
+    for name in names:
+        steps = log.steps.get(name, [])
+        assert steps == sorted(steps), f"{name}: the canary's step went back: {steps}"
+        assert log.failed_analyses.get(name, {0}) == {0}, f"{name}: failedAnalyses moved: {log.failed_analyses}"
+        history = (get(api, ns, name).get("status") or {}).get("history") or []
+        assert [(h["version"], h["outcome"]) for h in history] == [("2", "Promoted")], history
+
+
+def test_apiserver_restarted_mid_reconcile(plane, api, supervised, ns, monitor):
+    names = [f"mid-{i}" for i in range(3)]
+    for name in names:
+        apply(plane, ns, rollout_manifest(name, [20, 60], interval="2s"))
+    apps = client.AppsV1Api(api)
+    wait(supervised, lambda: apps.list_namespaced_deployment(ns).items, "the first child Deployment")
+    created = len(apps.list_namespaced_deployment(ns).items)
+    started = time.monotonic()
+    plane.restart_component("kube-apiserver", hard=True)
+    back = time.monotonic()
+    seconds = converge(supervised, api, ns, names, "after the API server restart")
+    check_history_and_safety(api, ns, names, monitor)
+    figure(f"apiserver SIGKILL+restart mid-reconcile ({created} of 6 Deployments created): down {back - started:.1f}s, "
+           f"3 rollouts promoted with exact children {seconds:.1f}s after it was back; operator exits: "
+           f"{len(supervised.exits)}; peak operator RSS {supervised.peak_mib:.0f} MiB")
+
+
+def test_apiserver_restarted_mid_rollout(plane, api, supervised, ns, monitor):
+    name = "roll"
+    apply(plane, ns, rollout_manifest(name, [10, 20, 30, 40, 50, 60], interval="2s"))
+    wait(supervised, lambda: (step_of(api, ns, name) or 0) >= 2, "step 3 of the canary")
+    before = step_of(api, ns, name)
+    started = time.monotonic()
+    plane.restart_component("kube-apiserver")
+    back = time.monotonic()
+    wait(supervised, lambda: (step_of(api, ns, name) or 0) > before or promoted(api, ns, name), "progress after restart")
+    resumed = time.monotonic() - back
+    seconds = converge(supervised, api, ns, [name], "after the API server restart") + resumed
+    check_history_and_safety(api, ns, [name], monitor)
+    figure(f"apiserver restart at step {before}: down {back - started:.1f}s, next step {resumed:.1f}s after "
+           f"(interval 2s), promoted with exact children {seconds:.1f}s after; operator exits {len(supervised.exits)}")
+
+
+def test_etcd_stopped_mid_rollout(plane, api, supervised, ns, monitor):
+    name = "etcd"
+    exits = len(supervised.exits)
+    apply(plane, ns, rollout_manifest(name, [10, 20, 30, 40, 50], interval="2s"))
+    wait(supervised, lambda: (step_of(api, ns, name) or 0) >= 1, "step 2 of the canary")
+    before = step_of(api, ns, name)
+    plane.stop_component("etcd", hard=True)
+    time.sleep(ETCD_DOWN)
+    plane.start_component("etcd")
+    back = time.monotonic()
+    # The node lifecycle controller marks the pods NotReady once it sees the stale node heartbeats;
+    # meanwhile the rollout must hold (it did advance onto the unready canary before the fix).
+    held = wait(supervised, lambda: not client.AppsV1Api(api).read_namespaced_deployment(
+        f"{name}-v2", ns).status.available_replicas and (step_of(api, ns, name), time.monotonic()),
+        "the node lifecycle controller to mark the canary's pods NotReady", timeout=90)
+    time.sleep(5)
+    assert not promoted(api, ns, name) and step_of(api, ns, name) == held[0], "advanced onto an unready canary"
+    restored = kubelet_resync(api, ns)
+    wait(supervised, lambda: (step_of(api, ns, name) or 0) > held[0] or promoted(api, ns, name),
+         "progress after etcd is back and the pods are Ready again", timeout=180)
+    resumed = time.monotonic() - back
+    seconds = converge(supervised, api, ns, [name], "after etcd was back") + resumed
+    check_history_and_safety(api, ns, [name], monitor)
+    figure(f"etcd stopped {ETCD_DOWN:.0f}s at step {before}: pods marked NotReady {held[1] - back:.1f}s after etcd was "
+           f"back, rollout held at step {held[0]} until {restored} pods were Ready again; next step "
+           f"{resumed:.1f}s after etcd was back, promoted with exact children {seconds:.1f}s after; traffic samples "
+           f"held on the unready canary {monitor.log.held_on_unavailable}; operator exits "
+           f"{len(supervised.exits) - exits}")
+
+
+def test_watch_streams_cut(plane, api, supervised, proxy, ns, monitor):
+    """Cuts every connection of the operator (its watches too) five times during a rollout, then
+    once more right before a spec edit: the edit must reach the children through a re-established
+    watch, well before the 15 s resync would repair it."""
+    name = "cut"
+    apply(plane, ns, rollout_manifest(name, [10, 20, 30, 40, 50], interval="2s"))
+    wait(supervised, lambda: step_of(api, ns, name) is not None, "the canary to start")
+    cut = 0
+    for _ in range(5):
+        cut += proxy.cut()
+        time.sleep(1.5)
+    converge(supervised, api, ns, [name], "after the cuts")
+    check_history_and_safety(api, ns, [name], monitor)
+    time.sleep(2)
+    proxy.cut()
+    time.sleep(0.5)          # kopf notices the closed stream and re-lists before the edit
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, name, {"spec": {"autoscaling": {"maxReplicas": 4}}})
+    edited = time.monotonic()
+    autoscaling = client.AutoscalingV2Api(api)
+    wait(supervised, lambda: autoscaling.read_namespaced_horizontal_pod_autoscaler(f"{name}-v2", ns).spec.max_replicas == 4,
+         "the edit to reach the HPA", timeout=30)
+    latency = time.monotonic() - edited
+    assert latency < 10, f"the edit took {latency:.1f}s: it came from the resync, not the watch"
+    figure(f"watch streams cut 6 times ({cut} connections reset during the rollout): promoted, edit after a cut "
+           f"reached the HPA in {latency:.1f}s")
+
+
+class ConcurrentWriter(threading.Thread):
+    """A second writer racing the operator: bumps the ModelDeployment's resourceVersion (an
+    annotation) so the operator's conditional status writes meet 409s, and rewrites the children's
+    operator-owned fields (the canary's route weight to 0, the stable's image) with
+    read-modify-write PUTs that meet 409s of their own."""
+
+    def __init__(self, api, ns: str, name: str):
+        super().__init__(daemon=True)
+        self.custom = client.CustomObjectsApi(api)
+        self.apps = client.AppsV1Api(api)
+        self.ns, self.name = ns, name
+        self.conflicts = {"route": 0, "deployment": 0}
+        self.writes = 0
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop_flag.is_set():
+            i += 1
+            try:
+                self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, self.name,
+                                                           {"metadata": {"annotations": {"chaos.test/n": str(i)}}})
+                self.writes += 1
+                self._rewrite_route()
+                self._rewrite_image()
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            time.sleep(0.05)
+
+    def _rewrite_route(self) -> None:
+        route = self.custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", self.ns, "httproutes", self.name)
+        refs = route["spec"]["rules"][0]["backendRefs"]
+        for ref in refs:
+            ref["weight"] = 100 if ref is refs[0] else 0        # the safe direction: all to stable
+        try:
+            self.custom.replace_namespaced_custom_object("gateway.networking.k8s.io", "v1", self.ns, "httproutes",
+                                                         self.name, route)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            self.conflicts["route"] += 1
+
+    def _rewrite_image(self) -> None:
+        deployment = self.apps.read_namespaced_deployment(f"{self.name}-v1", self.ns)
+        deployment.spec.template.spec.containers[0].image = "example.invalid/stale:0"
+        try:
+            self.apps.replace_namespaced_deployment(f"{self.name}-v1", self.ns, deployment)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            self.conflicts["deployment"] += 1
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.join(10)
+
+
+def test_conflicts_from_a_concurrent_writer(plane, api, supervised, ns, monitor):
+    name = "race"
+    log_before = supervised.operator.log_path.read_text(errors="replace")
+    apply(plane, ns, rollout_manifest(name, [10, 20, 30, 40, 50, 60, 70, 80], interval="2s"))
+    wait(supervised, lambda: step_of(api, ns, name) is not None, "the canary to start")
+    writer = ConcurrentWriter(api, ns, name)
+    writer.start()
+    try:
+        wait(supervised, lambda: (step_of(api, ns, name) or 0) >= 4 or promoted(api, ns, name),
+             "the rollout to progress while a second writer races it", timeout=90)
+    finally:
+        writer.stop()
+    stopped = time.monotonic()
+    seconds = converge(supervised, api, ns, [name], "after the concurrent writer stopped")
+    check_history_and_safety(api, ns, [name], monitor)
+    deployment = client.AppsV1Api(api).read_namespaced_deployment(f"{name}-v2", ns)
+    assert deployment.spec.template.spec.containers[0].image != "example.invalid/stale:0"
+    route = client.CustomObjectsApi(api).get_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns,
+                                                                      "httproutes", name)
+    assert [(r["name"], r["weight"]) for r in route["spec"]["rules"][0]["backendRefs"]] == [(f"{name}-v2", 100)]
+    log = supervised.operator.log_path.read_text(errors="replace")[len(log_before):]
+    operator_409 = log.count("409") + log.count("onflict")
+    figure(f"concurrent writer ({writer.writes} annotation bumps, {sum(writer.conflicts.values())} 409s on its "
+           f"child PUTs, ~{operator_409} conflict lines in the operator log): promoted with exact children "
+           f"{time.monotonic() - stopped:.1f}s after the writer stopped (resync 15s)")
+
+
+def test_operator_sigkilled_at_random_points(plane, api, supervised, ns, monitor):
+    """SIGKILL at seeded random moments of rollouts (MLSD_FAULT_KILLS, MLSD_FAULT_SEED); the
+    supervisor restarts it at once, the new process waits for the 4 s Lease to lapse."""
+    rng = random.Random(SEED)
+    names, kills, resumes = [], 0, []
+    while kills < KILLS:
+        name = f"kill-{len(names)}"
+        names.append(name)
+        apply(plane, ns, rollout_manifest(name, [10, 25, 40, 55, 70, 85], interval="2s"))
+        for _ in range(min(3, KILLS - kills)):
+            time.sleep(rng.uniform(0.0, 6.0))
+            before = step_of(api, ns, name)
+            supervised.kill()
+            kills += 1
+            killed = time.monotonic()
+            wait(supervised, lambda: supervised.operator.process.poll() is None and
+                 ((step_of(api, ns, name) or -1) > (before if before is not None else -1) or promoted(api, ns, name)),
+                 f"progress after kill {kills}", timeout=90)
+            resumes.append(time.monotonic() - killed)
+    seconds = converge(supervised, api, ns, names, "after the kills")
+    check_history_and_safety(api, ns, names, monitor)
+    figure(f"SIGKILL x{kills} (seed {SEED}) over {len(names)} rollouts: progress resumed {min(resumes):.1f}-"
+           f"{max(resumes):.1f}s (mean {sum(resumes) / len(resumes):.1f}s) after a kill (lease 4s + start), all "
+           f"promoted with exact children {seconds:.1f}s after the last; peak operator RSS {supervised.peak_mib:.0f} MiB")
