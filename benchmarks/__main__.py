@@ -34,7 +34,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="output directory (default benchmarks/results/<UTC timestamp>)")
     parser.add_argument("--quick", action="store_true", help="every part at tiny sizes (~2-3 min): a smoke test")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    parser.add_argument("--repeat", type=int, help="repeats of the quick parts (serving, front door, operator N <= 100)")
+    parser.add_argument("--repeat", type=int, help="repeats of the quick parts (serving, front door, operator N <= 10)")
     parser.add_argument("--counts", type=int, nargs="+", help="operator: N ModelDeployments (default 10 100 500 1000)")
     parser.add_argument("--cases", nargs="+", help="serving: case studies (default all four)")
     parser.add_argument("--seconds", type=float, help="serving/front door: measured seconds per cell")
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     failed = []
     for part in (p for p in PARTS if p in args.parts):
-        print(f"\n## {part} | {one_line(environment())}", flush=True)
+        now = {**env, "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+        print(f"\n## {part} | {one_line(now)}", flush=True)
         part_started = time.monotonic()
         try:
             results["parts"][part] = runners[part](lambda line: print(line, flush=True))

@@ -89,6 +89,15 @@ def operator_markdown(result: dict) -> list[str]:
               "(cost ratio) / (N ratio): 1.00x is linear):", ""]
     for name, fit in result["growth"].items():
         lines.append(f"- {labels.get(name, name)}: {describe_growth(fit)}")
+    failures = [(r["n"], r.get("handler_failures") or {}) for r in result["rows"]]
+    if any(f for _, f in failures):
+        lines += ["", "**Handler failures the operator logged** (kopf retries a failed handler after its back-off, "
+                  "60 s unless the handler says otherwise: the times above include those waits):", ""]
+        for n, found in failures:
+            for what, count in found.items():
+                lines.append(f"- N={n}: {count} x {what}")
+    else:
+        lines += ["", "The operator logged no handler failures during the series."]
     if result["rows"]:
         verbs = result["rows"][-1]["apply_api_by_verb"]
         top = ", ".join(f"{k} {v}" for k, v in list(verbs.items())[:8])

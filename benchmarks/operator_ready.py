@@ -57,7 +57,7 @@ SMALL = {"resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {
 class Scale:
     counts: list[int] = field(default_factory=lambda: [10, 100, 500, 1000])
     repeat: int = 3
-    repeat_max: int = 100       # N above this run once (time budget)
+    repeat_max: int = 10        # N above this run once (time budget)
     baseline_max: int = 100     # direct-apply baseline only up to this N (it doubles the time)
     timeout: float = 900.0
 
@@ -225,6 +225,7 @@ def through_operator(plane, api, work: Path, n: int, run: int, sampler: Sampler,
     audit = plane.bench_audit_log
 
     # apply -> children -> Ready
+    log_offset = _log_size(operator)
     sampler.reset()
     reconciles0 = reconciles(operator)
     cpu0, _ = sampler.usage()
@@ -272,7 +273,31 @@ def through_operator(plane, api, work: Path, n: int, run: int, sampler: Sampler,
         phase["api_by_verb"] = dict(counts.most_common())
         phase["api_per_mdep"] = phase["api_requests"] / n
         phase["api_per_reconcile"] = phase["api_requests"] / phase["reconciles"] if phase["reconciles"] else None
-    return {"n": n, "run": run, "apply": apply_phase, "change": change_phase}
+    return {"n": n, "run": run, "apply": apply_phase, "change": change_phase,
+            "handler_failures": handler_failures(operator, log_offset)}
+
+
+def _log_size(operator) -> int:
+    try:
+        return operator.log_path.stat().st_size
+    except OSError:
+        return 0
+
+
+def handler_failures(operator, offset: int) -> dict[str, int]:
+    """Handler failures the operator logged since `offset`, by kopf's retry message and the error:
+    a figure is only as good as the reconciles behind it, and a 60 s kopf back-off shows here."""
+    counts: Counter = Counter()
+    try:
+        with operator.log_path.open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        if "[ERROR" in line and "Handler" in line and "failed" in line:
+            counts[line.split("] ", 1)[-1].split("Handler ", 1)[-1][:160]] += 1
+    return dict(counts.most_common())
 
 
 def reconciles(operator) -> float:
@@ -326,7 +351,8 @@ def run(scale: Scale, log: Callable[[str], None] = print) -> dict:
                     log(f"  operator      N={n:<5d} run {r}: children {a['children_s']:.1f}s, Ready {a['ready_s']:.1f}s, "
                         f"{a['api_per_mdep']:.1f} API req/mdep, {a['cpu_s']:.1f} CPU s, RSS peak {a['rss_peak_mib']:.0f} MiB; "
                         f"change p50 {c['latency_p50_ms']:.0f} / p99 {c['latency_p99_ms']:.0f} ms, "
-                        f"{c['api_per_reconcile'] or float('nan'):.1f} API req/reconcile")
+                        f"{c['api_per_reconcile'] or float('nan'):.1f} API req/reconcile; "
+                        f"{sum(row['handler_failures'].values())} handler failures logged")
         finally:
             sampler.stop.set()
             operator.stop()
@@ -363,6 +389,10 @@ def aggregate(operator_runs: list[dict], baseline_runs: list[dict]) -> tuple[lis
                 values = [1000 * v / n for v in values]
             row[name] = summarize(v for v in values if v is not None)
         row["apply_api_by_verb"] = runs[0]["apply"]["api_by_verb"]
+        failures: Counter = Counter()
+        for r in runs:
+            failures.update(r.get("handler_failures") or {})
+        row["handler_failures"] = dict(failures.most_common())
         direct = [r["ready_s"] for r in baseline_runs if r["n"] == n]
         row["direct_ready_s"] = summarize(direct) if direct else None
         row["x_direct"] = (row["ready_s"]["median"] / row["direct_ready_s"]["median"]) if direct else None
