@@ -102,6 +102,26 @@ def test_batch_predictions_equal_online_predictions(case, models_root, kserve_se
             np.testing.assert_allclose(batch[name], values, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_visual_search_batch_rebuilds_the_catalogue_index(models_root, tmp_path):
+    """A new image catalogue: embeddings plus one ANN index keyed by the catalogue's own ids, built
+    as `mlsd build` builds the served one; every image finds itself first."""
+    from usearch.index import Index
+
+    case = "visual-search"
+    feeds = inputs(case, 240, seed=31)
+    ids = np.arange(50_000, 50_240)
+    np.savez(tmp_path / "input.npz", **feeds, item_ids=ids)
+    manifest = write_manifest(tmp_path / "mdep.json", case, models_root, tmp_path, parallelism=2)
+    result = mlsd_batch(manifest, "--run", "catalogue")
+    assert result.returncode == 0, result.stderr
+    run_manifest, scored = read_run(tmp_path / "out")
+    assert run_manifest["artifacts"]["catalogue.usearch"]["items"] == 240
+    index = Index.restore(str(tmp_path / "out" / "latest" / "catalogue.usearch"), view=True)
+    assert len(index) == 240
+    nearest = index.search(scored["embedding"], 1)
+    np.testing.assert_array_equal(np.asarray(nearest.keys).ravel(), ids)
+
+
 def test_interrupted_partial_and_failed_runs_leave_the_previous_output(models_root, tmp_path):
     case = "video-recommendation"
     np.savez(tmp_path / "input.npz", **inputs(case, 200, seed=1))

@@ -41,6 +41,7 @@ class RunManifest:
     batch_size: int
     outputs: dict[str, dict[str, Any]]          # name -> {"datatype", "shape"} (shape without rows)
     parts: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)   # file -> facts (e.g. a rebuilt index)
     committed_at: str = ""
 
     def to_json(self) -> str:
@@ -92,6 +93,15 @@ class BatchOutput:
         path = directory / part_name(shard, shards)
         _atomic_write(path, lambda f: np.savez(f, **arrays))
         return path
+
+    def read_parts(self, run: str, shards: int) -> dict[str, np.ndarray]:
+        """The staged parts of `run`, concatenated in row order."""
+        chunks: dict[str, list[np.ndarray]] = {}
+        for i in range(shards):
+            with np.load(self.staging / run / part_name(i, shards)) as part:
+                for name in part.files:
+                    chunks.setdefault(name, []).append(part[name])
+        return {name: np.concatenate(values) for name, values in chunks.items()}
 
     def parts_present(self, run: str, shards: int) -> bool:
         directory = self.staging / run

@@ -114,14 +114,44 @@ def run_shard(job: BatchJob, shard: int, progress: Callable[[int], None] | None 
     out.write_part(job.run, shard, job.shards, parts)
     committed = False
     if out.parts_present(job.run, job.shards):
+        artifacts = {}
+        if job.case_study == "visual-search":
+            artifacts = _catalogue_index(out, job, model, arrays)
         manifest = RunManifest(
             run=job.run, case_study=job.case_study, model_version=model.version, precision=model.card.precision,
             input=str(job.input), input_sha256=file_sha256(job.input), rows=total, shards=job.shards,
             batch_size=job.batch_size,
-            outputs={s.name: {"datatype": s.datatype, "shape": list(s.shape)} for s in signature.outputs})
+            outputs={s.name: {"datatype": s.datatype, "shape": list(s.shape)} for s in signature.outputs},
+            artifacts=artifacts)
         committed = out.commit(manifest, job.keep_runs)
     model.stop()
     return ShardResult(shard, stop - start, time.perf_counter() - started, committed)
+
+
+CATALOGUE_INDEX = "catalogue.usearch"
+
+
+def _catalogue_index(out: BatchOutput, job: BatchJob, model, inputs: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Visual search over a new image catalogue: the embeddings of every image, as one ANN index built
+    exactly as `mlsd build` builds the served one (same HNSW settings, keys, precision). Keys are the
+    input's `item_ids` array when it has one, else row numbers. A model version serving this
+    catalogue takes the file in place of its own catalogue.usearch."""
+    from mlsd_predictors._ann_index import build_index
+
+    embeddings = out.read_parts(job.run, job.shards)["embedding"]
+    ids = inputs.get("item_ids")
+    if ids is None:
+        with np.load(job.input, allow_pickle=False) as data:
+            ids = data["item_ids"] if "item_ids" in data.files else np.arange(len(embeddings))
+    if len(ids) != len(embeddings) or len(np.unique(ids)) != len(ids) or (np.asarray(ids) < 0).any():
+        raise BatchError(f"{job.input}: item_ids must hold {len(embeddings)} distinct non-negative ids")
+    index = build_index(np.asarray(ids, dtype=np.int64), embeddings, model.card.precision)
+    path = out.staging / job.run / CATALOGUE_INDEX
+    tmp = path.with_name(f".{path.name}.tmp")
+    index.save(str(tmp))
+    tmp.replace(path)
+    return {CATALOGUE_INDEX: {"items": int(len(ids)), "ndim": int(embeddings.shape[1]),
+                              "precision": model.card.precision, "sha256": file_sha256(path)}}
 
 
 def run_all(job: BatchJob, progress: Callable[[int], None] | None = None) -> list[ShardResult]:
