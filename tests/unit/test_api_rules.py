@@ -85,6 +85,15 @@ INVALID = [
      "spec.retraining", "exactly one of job or webhook"),
     ("retraining-cooldown-short", manifest(drift={}, retraining={"cooldown": "5s", "job": {"image": "t:1"}}),
      "spec.retraining", "cooldown must be at least 1m"),
+    # Found by the schema fuzz (tests/integration/test_crd_fuzz.py): the API server refused these
+    # (or, for the first, accepted it) while `mlsd validate` disagreed.
+    ("uri-unicode-space", manifest(model={"storageUri": "pvc://models/a\u00a0b"}), "spec.model.storageUri",
+     "should match pattern"),
+    ("interval-overflows-cel", manifest(canary=canary(interval="9999999999h")), "spec.canary", "out of range"),
+    ("replicas-bool", manifest(autoscaling={"maxReplicas": True}), "spec.autoscaling.maxReplicas", "valid integer"),
+    ("replicas-string", manifest(autoscaling={"maxReplicas": "3"}), "spec.autoscaling.maxReplicas", "valid integer"),
+    ("storage-secret-on-pvc", manifest(model={"storageSecretName": "creds"}), "spec.model",
+     "storageSecretName is only used with an s3:// or gs:// storageUri"),
 ]
 
 
@@ -127,6 +136,18 @@ def test_defaults_fill_in_like_the_api_server():
 def test_scale_to_zero_is_allowed_on_kserve_serverless():
     _, problems = validate_manifest(manifest(autoscaling={"minReplicas": 0}, kserve={"deploymentMode": "Serverless"}))
     assert problems == []
+
+
+def test_a_known_field_set_to_null_is_absent_like_on_the_api_server():
+    doc = manifest()
+    doc["spec"] |= {"runtime": None, "batching": None}
+    mdep, problems = validate_manifest(doc)
+    assert problems == [] and mdep.spec.runtime.value == "kserve"       # the default, as the server prunes nulls
+    doc["spec"]["model"]["version"] = None
+    assert [p.path for p in validate_manifest(doc)[1]] == ["spec.model.version"]
+    doc = manifest()
+    doc["spec"]["surprise"] = None
+    assert [str(p) for p in validate_manifest(doc)[1]] == ["spec.surprise: unknown field"]
 
 
 @pytest.mark.parametrize("obj", [[], "text", {"apiVersion": "v1", "kind": "Pod"}])

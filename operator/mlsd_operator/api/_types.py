@@ -56,19 +56,38 @@ class KServeDeploymentMode(str, Enum):
 
 
 VERSION_PATTERN = r"^[a-zA-Z0-9]([a-zA-Z0-9._-]{0,30}[a-zA-Z0-9])?$"
-STORAGE_URI_PATTERN = r"^(s3|gs|pvc|file)://[^\s]+$"
+# "No whitespace" spelled the same for the API server (Go RE2: \s is ASCII only) and pydantic (Rust
+# regex: \s is Unicode): no separator (Z: spaces like U+00A0, U+2028) and no control character (Cc:
+# \t \n \v \f \r U+0085...). With [^\s] a URI holding U+00A0 passed the API server and failed `mlsd validate`.
+VISIBLE = r"[^\p{Z}\p{Cc}]"
+STORAGE_URI_PATTERN = rf"^(s3|gs|pvc|file)://{VISIBLE}+$"
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+_DURATION_NANOS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+MAX_DURATION_NANOS = 2**63 - 1   # Go's time.Duration, which CEL's duration() parses into (about 292 years)
+
+
+def _nanos(text: str) -> int:
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 2m, 1m30s)")
+    return sum(int(n) * _DURATION_NANOS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h)", text))
 
 
 def parse_duration(text: str) -> float:
     """Seconds in a Kubernetes-style duration such as `90s`, `1m30s` or `500ms`."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 2m, 1m30s)")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h)", text))
+    return _nanos(text) / 10**9
+
+
+def cel_duration(text: str) -> float:
+    """`parse_duration` as a rule's `duration(self.x)` sees it: CEL parses into Go's time.Duration
+    and errs beyond it, so the API server rejects e.g. `9999999999h` there, and so must the check."""
+    nanos = _nanos(text)
+    if nanos > MAX_DURATION_NANOS:
+        raise ValueError(f"duration {text!r} is out of range (at most about 292 years)")
+    return nanos / 10**9
 
 
 def _defaulted(model: type[ApiModel]) -> Any:
@@ -204,7 +223,7 @@ class Canary(ApiModel):
              field_path=".steps"),
         Rule(cel="duration(self.interval) >= duration('1s')",
              message="canary.interval must be at least 1s",
-             check=lambda m: parse_duration(m.interval) >= 1.0,
+             check=lambda m: cel_duration(m.interval) >= 1.0,
              field_path=".interval"),
     )
 
@@ -226,8 +245,8 @@ class KServeOptions(ApiModel):
     deployment_mode: KServeDeploymentMode = KServeDeploymentMode.STANDARD
 
 
-CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
-DATA_URI_PATTERN = r"^(pvc|file)://[^\s]+$"
+CRON_PATTERN = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|({VISIBLE}+[ \t]+){{4}}{VISIBLE}+)$"
+DATA_URI_PATTERN = rf"^(pvc|file)://{VISIBLE}+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 
@@ -240,7 +259,7 @@ answer would be stale or someone else's (docs/case-studies/)."""
 def _duration_rule(field: str, minimum: str, seconds: float) -> Rule:
     return Rule(cel=f"duration(self.{field}) >= duration('{minimum}')",
                 message=f"{field} must be at least {minimum}",
-                check=lambda m: parse_duration(getattr(m, _snake(field))) >= seconds,
+                check=lambda m: cel_duration(getattr(m, _snake(field))) >= seconds,
                 field_path=f".{field}")
 
 
@@ -321,7 +340,7 @@ class RetrainingJob(ApiModel):
                                                                 "variables; their values never pass the operator.")] = None
     service_account_name: Annotated[str | None, Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] = None
     resources: Resources | None = None
-    output: Annotated[str | None, Field(max_length=512, pattern=r"^pvc://[^\s]+$",
+    output: Annotated[str | None, Field(max_length=512, pattern=rf"^pvc://{VISIBLE}+$",
                                         description="Model store the Job writes the next version into "
                                                     "(pvc://claim/path), mounted read-write at MLSD_OUTPUT_DIR.")] = None
     backoff_limit: Annotated[int, Field(ge=0, le=10)] = 1
@@ -336,7 +355,7 @@ class RetrainingJob(ApiModel):
 
 
 class Webhook(ApiModel):
-    url: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$",
+    url: Annotated[str, Field(max_length=2048, pattern=rf"^https?://{VISIBLE}+$",
                               description="Receives a JSON POST describing the drift.")]
 
 
