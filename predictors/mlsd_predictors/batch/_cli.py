@@ -69,7 +69,7 @@ def batch(
         console.print(f"run {job.run} was already complete in {job.output}")
         return
     console.print(f"[green]run {job.run}[/green]: {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):.0f} rows/s)"
-                  f" -> {job.output / 'runs' / job.run} (latest)")
+                  f" -> {job.output / 'runs' / job.run} (latest)", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
