@@ -78,6 +78,7 @@ INVALID = [
     ("batch-bad-schedule", manifest(batch=BATCH | {"schedule": "nightly"}), "spec.batch.schedule",
      "should match pattern"),
     ("drift-window-short", manifest(drift={"window": "30s"}), "spec.drift", "window must be at least 1m"),
+    ("drift-on-triton", manifest(runtime="triton", drift={}), "spec", "drift needs runtime kserve"),
     ("retraining-without-drift", manifest(retraining={"webhook": {"url": "http://hook/x"}}), "spec",
      "retraining is triggered by drift"),
     ("retraining-job-and-webhook", manifest(drift={}, retraining={"webhook": {"url": "http://hook/x"},

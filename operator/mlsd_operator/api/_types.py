@@ -431,6 +431,11 @@ class ModelDeploymentSpec(ApiModel):
                      "the model configuration instead",
              check=lambda s: s.cache is None or s.runtime == Runtime.KSERVE,
              field_path=".cache"),
+        Rule(cel="!has(self.drift) || self.runtime == 'kserve'",
+             message="drift needs runtime kserve: the mlsd predictor exports the per-feature histograms it "
+                     "is computed from; tritonserver's ONNX backend exports only its own nv_* series",
+             check=lambda s: s.drift is None or s.runtime == Runtime.KSERVE,
+             field_path=".drift"),
         Rule(cel="!has(self.retraining) || has(self.drift)",
              message="retraining is triggered by drift: set spec.drift too",
              check=lambda s: s.retraining is None or s.drift is not None,
