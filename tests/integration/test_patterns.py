@@ -224,7 +224,10 @@ def test_shifted_inputs_raise_drifted_and_start_exactly_one_retraining(control_p
         assert not batch_api.list_namespaced_job(namespace).items
 
         traffic.price_factor = 25.0
+        shifted_at = time.monotonic()
         drifted = eventually(operator, lambda: new_check(True), "Drifted after the price shift", timeout=90)
+        print(f"DRIFT detected {time.monotonic() - shifted_at:.1f} s after the shift "
+              f"(interval 10 s, window 1m); checks before it: {[c.get('drifted') for c in checks]}")
         assert drifted["features"][0]["feature"] == "input:ad_price", drifted["features"]
         obj = mdep_of(apis, namespace, "ctr")
         assert condition(obj, "Drifted")["status"] == "True"
