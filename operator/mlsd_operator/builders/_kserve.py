@@ -134,7 +134,7 @@ def storage_service_account_name(mdep: ModelDeployment, model: ModelRef) -> str:
 
 
 def build_storage_service_account(mdep: ModelDeployment, model: ModelRef, track: str) -> dict[str, Any]:
-    """KServe's documented way to credentials (docs/security.md): a ServiceAccount that lists the
+    """KServe's documented way to credentials (docs/operator.md): a ServiceAccount that lists the
     Secret, named as the predictor's serviceAccountName. KServe's webhook then gives the storage
     initializer secretKeyRef variables (and a mount for GCS): the values stay in the Secret; the
     operator only writes its name. No token: the predictor does not talk to the API server."""
