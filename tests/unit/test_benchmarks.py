@@ -160,3 +160,22 @@ def test_report_keeps_a_failed_part_and_names_parts_not_run(tmp_path):
     _report.write(results, tmp_path)
     text = (tmp_path / "results.md").read_text()
     assert "Failed: RuntimeError: boom" in text and "## Operator at scale\n\nNot run" in text
+
+
+def test_audit_counts_filter_the_operator_and_the_window_across_rotated_files(tmp_path):
+    def event(user, verb, resource, at, subresource=None):
+        ref = {"resource": resource, **({"subresource": subresource} if subresource else {})}
+        return json.dumps({"user": {"username": user}, "verb": verb, "objectRef": ref,
+                           "requestReceivedTimestamp": at})
+    op, other = operator_ready.OPERATOR_USER, "system:kube-scheduler"
+    (tmp_path / "bench-audit-2026-01-01T00-00-10.000.log").write_text("\n".join([
+        event(op, "patch", "deployments", "2026-01-01T00:00:05.000000Z"),    # before the window
+        event(op, "patch", "deployments", "2026-01-01T00:00:11.500000Z")]) + "\n")
+    (tmp_path / "bench-audit.log").write_text("\n".join([
+        event(op, "patch", "modeldeployments", "2026-01-01T00:00:12.000000Z", "status"),
+        event(other, "get", "pods", "2026-01-01T00:00:12.000000Z"),
+        "not json",
+        event(op, "get", "deployments", "2026-01-01T00:00:30.000000Z")]) + "\n")   # after
+    start = 1767225610.0     # 2026-01-01T00:00:10Z
+    counts = operator_ready.audit_counts(tmp_path / "bench-audit.log", start, start + 10)
+    assert counts == {"patch deployments": 1, "patch modeldeployments/status": 1}
