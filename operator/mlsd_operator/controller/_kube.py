@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -91,30 +92,40 @@ class Kube:
         # reconcile of every object would cost far more than the reconciles themselves.
         self.missing_api_ttl = max(missing_api_ttl, 1.0)
         self._missing: dict[tuple[str, str], float] = {}
+        self._resolved: dict[tuple[str, str], Any] = {}
         self._next_rediscovery = 0.0
+        # Handlers run in a thread pool, and the dynamic client's discovery cache is not thread-safe:
+        # a rediscovery (invalidate + refetch) under concurrent lookups raised KeyError('resources')
+        # in other threads. Discovery happens under this lock; resolved kinds are then read lock-free.
+        self._discovery = threading.Lock()
         self.dynamic = dynamic.DynamicClient(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 
     def resource(self, api_version: str, kind: str):
         key = (api_version, kind)
+        found = self._resolved.get(key)
+        if found is not None:
+            return found
         if self._missing.get(key, 0.0) > time.monotonic():
             raise MissingApi(api_version, kind)
-        try:
-            return self.dynamic.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            # The discovery cache may predate a CRD install: look once more before giving up.
-            if time.monotonic() < self._next_rediscovery:
-                self._missing[key] = self._next_rediscovery
-                raise MissingApi(api_version, kind) from None
-            self._next_rediscovery = time.monotonic() + self.missing_api_ttl
-            self.dynamic.resources.invalidate_cache()
+        with self._discovery:
             try:
-                resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+                found = self.dynamic.resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
-                self._missing[key] = time.monotonic() + self.missing_api_ttl
-                raise MissingApi(api_version, kind) from None
+                # The discovery cache may predate a CRD install: look once more before giving up.
+                if time.monotonic() < self._next_rediscovery:
+                    self._missing[key] = self._next_rediscovery
+                    raise MissingApi(api_version, kind) from None
+                self._next_rediscovery = time.monotonic() + self.missing_api_ttl
+                self.dynamic.resources.invalidate_cache()
+                try:
+                    found = self.dynamic.resources.get(api_version=api_version, kind=kind)
+                except ResourceNotFoundError:
+                    self._missing[key] = time.monotonic() + self.missing_api_ttl
+                    raise MissingApi(api_version, kind) from None
             self._missing.pop(key, None)
-            return resource
+            self._resolved[key] = found
+            return found
 
     def served(self, api_version: str, kind: str) -> bool:
         try:
