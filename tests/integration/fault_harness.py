@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
 from mlsd_operator.api import ModelDeployment
 from mlsd_operator.builders import TrafficState, build_children
-from mlsd_operator.controller._kube import Kube, ObjectKey
+from mlsd_operator.controller._kube import CHILD_KINDS, Kube, ObjectKey, controller_uid
 from mlsd_operator.controller._settings import OperatorSettings
 
 GROUP, VERSION, PLURAL = "mlsd.io", "v1alpha1", "modeldeployments"
@@ -165,6 +164,9 @@ class TrafficMonitor(threading.Thread):
     namespace and the Deployments it sends traffic to. A violation: a backend's weight is raised
     from 0 (or from a lower value) while its Deployment has no available replica, once that
     route's stable track first was Available (before that the stable track is all there is).
+    A raise first seen after a gap in polling (the API server was down) is judged by time: the
+    operator's last write of the route against the moment the Deployment's Available condition
+    went False (whole seconds; equal seconds count as before).
     Traffic already on a track when it loses its pods is counted apart (`held_on_unavailable`).
     Also records each canary's step and failedAnalyses."""
 
@@ -182,17 +184,21 @@ class TrafficMonitor(threading.Thread):
         while not self._halt.is_set():
             try:
                 self._check()
-            except (ApiException, OSError, Exception):    # the API server may be down: that's the test
+            except Exception:       # ApiException, connection errors: the API server may be down, that's the test
                 self.log.api_errors += 1
             time.sleep(0.25)
 
     def _check(self) -> None:
-        deployments = {d.metadata.name: (d.status.available_replicas or 0)
-                       for d in self.apps.list_namespaced_deployment(self.namespace, _request_timeout=3).items}
+        listed = self.apps.list_namespaced_deployment(self.namespace, _request_timeout=3).items
+        deployments = {d.metadata.name: (d.status.available_replicas or 0) for d in listed}
+        unavailable_since = {d.metadata.name: c.last_transition_time for d in listed
+                             for c in d.status.conditions or [] if c.type == "Available" and c.status != "True"}
         routes = self.custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", self.namespace,
                                                            "httproutes", _request_timeout=3)["items"]
         for route in routes:
             name = route["metadata"]["name"]
+            written = max((f["time"] for f in route["metadata"].get("managedFields") or []
+                           if f.get("manager") == "mlsd-operator"), default=None)
             for rule in route["spec"].get("rules") or []:
                 refs = rule.get("backendRefs") or []
                 if refs and deployments.get(refs[0]["name"], 0) > 0:
@@ -204,7 +210,10 @@ class TrafficMonitor(threading.Thread):
                     before = self._weights.get(key, 0)
                     self._weights[key] = weight
                     if weight > 0 and deployments.get(ref["name"], 0) == 0:
-                        if weight > before:
+                        since = unavailable_since.get(ref["name"])
+                        raised_while_unavailable = since is None or written is None or \
+                            written > since.strftime("%Y-%m-%dT%H:%M:%SZ")
+                        if weight > before and raised_while_unavailable:
                             self.log.violations.append(
                                 f"{time.strftime('%H:%M:%S')} route {name}: {before}% -> {weight}% to {ref['name']} "
                                 "which has no available replica")
@@ -247,6 +256,19 @@ def kubelet_resync(api_client: client.ApiClient, namespace: str) -> int:
     return fixed
 
 
+def set_pods_ready(api_client: client.ApiClient, namespace: str, selector: str, ready: bool) -> int:
+    """Reports the selected Running pods Ready or not, as their kubelet would when a readiness
+    probe starts failing (or passing again); kwok runs no probes, so the test reports for it."""
+    core = client.CoreV1Api(api_client)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    value = "True" if ready else "False"
+    pods = [p for p in core.list_namespaced_pod(namespace, label_selector=selector).items if p.status.phase == "Running"]
+    for pod in pods:
+        core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {"conditions": [
+            {"type": t, "status": value, "lastTransitionTime": now} for t in ("Ready", "ContainersReady")]}})
+    return len(pods)
+
+
 def desired_children(mdep_body: dict[str, Any]) -> set[ObjectKey]:
     """What the builders say this ModelDeployment should own now (the operator's settings as in
     the tests: default images, no default gateway)."""
@@ -273,7 +295,6 @@ def children_report(api_client: client.ApiClient, namespace: str) -> dict[str, A
             report["missing"][meta["name"]] = sorted(map(str, wanted - set(owned)))
         if (set(owned) - wanted) or duplicates:
             report["extra"][meta["name"]] = sorted(map(str, (set(owned) - wanted) | duplicates))
-    from mlsd_operator.controller._kube import CHILD_KINDS, controller_uid
     for api_version, kind in CHILD_KINDS:
         items = kube.resource(api_version, kind).get(
             namespace=namespace, label_selector="app.kubernetes.io/managed-by=mlsd-operator").to_dict()

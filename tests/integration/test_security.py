@@ -23,7 +23,6 @@ import copy
 import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
