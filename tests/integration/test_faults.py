@@ -369,13 +369,13 @@ class ConcurrentWriter(threading.Thread):
 
 def test_conflicts_from_a_concurrent_writer(plane, api, supervised, ns, monitor):
     name = "race"
-    apply(plane, ns, rollout_manifest(name, [10, 20, 30, 40, 50, 60, 70, 80], interval="2s"))
+    apply(plane, ns, rollout_manifest(name, [10, 20, 30, 40, 50, 60], interval="2s"))
     wait(supervised, lambda: step_of(api, ns, name) is not None, "the canary to start")
     writer = ConcurrentWriter(api, ns, name)
     audit_offset = plane.audit_log_path.stat().st_size
     writer.start()
     try:
-        wait(supervised, lambda: (step_of(api, ns, name) or 0) >= 4 or promoted(api, ns, name),
+        wait(supervised, lambda: (step_of(api, ns, name) or 0) >= 3 or promoted(api, ns, name),
              "the rollout to progress while a second writer races it", timeout=90)
     finally:
         writer.stop()
