@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from mlsd_operator import _yaml
-from mlsd_operator.controlplane import ControlPlane
+from mlsd_operator.controlplane import ControlPlane, KubectlError
 from tests.conftest import REPO, canary, manifest
 from tests.integration.operator_harness import OperatorProcess, eventually, install_crds, model_store
 
@@ -73,7 +73,14 @@ def route(control_plane, namespace: str, name: str) -> dict[str, Any]:
 
 
 def weights(control_plane, namespace: str, name: str) -> list[tuple[str, int]]:
-    rule = route(control_plane, namespace, name)["spec"]["rules"][0]
+    """The route's backend weights; [] while the route does not exist yet (Ready can be written
+    before the route is applied, so waiting on weights must treat "not found" as "not yet")."""
+    try:
+        rule = route(control_plane, namespace, name)["spec"]["rules"][0]
+    except KubectlError as error:
+        if "NotFound" in (error.stderr or ""):
+            return []
+        raise
     return [(b["name"], b["weight"]) for b in rule["backendRefs"]]
 
 
