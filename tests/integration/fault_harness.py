@@ -189,12 +189,16 @@ class TrafficMonitor(threading.Thread):
             time.sleep(0.25)
 
     def _check(self) -> None:
+        # Routes first, Deployments after: a Deployment read before the route could predate the
+        # availability the operator saw when it raised the weight (a false violation under load).
+        # Read in this order, an unavailable track whose Available=False began before the route's
+        # last write was unavailable when the weight was written.
+        routes = self.custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", self.namespace,
+                                                           "httproutes", _request_timeout=3)["items"]
         listed = self.apps.list_namespaced_deployment(self.namespace, _request_timeout=3).items
         deployments = {d.metadata.name: (d.status.available_replicas or 0) for d in listed}
         unavailable_since = {d.metadata.name: c.last_transition_time for d in listed
                              for c in d.status.conditions or [] if c.type == "Available" and c.status != "True"}
-        routes = self.custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", self.namespace,
-                                                           "httproutes", _request_timeout=3)["items"]
         for route in routes:
             name = route["metadata"]["name"]
             written = max((f["time"] for f in route["metadata"].get("managedFields") or []
