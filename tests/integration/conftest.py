@@ -21,6 +21,7 @@ message naming `hack/control-plane.sh build`: a tier that silently skips proves 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -102,3 +103,21 @@ def _wait_for(predicate: Callable[[], T], timeout: float = 30, what: str = "cond
 @pytest.fixture(scope="session")
 def wait_for() -> Callable[..., object]:
     return _wait_for
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small ad-click versions 1 and 2 (MLSD_TEST_MODELS reuses a built repository)."""
+    from tests.integration.rollout_harness import build_models
+
+    return build_models(Path(os.environ.get("MLSD_TEST_MODELS") or tmp_path_factory.mktemp("rollout-models")))
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator["PrometheusServer"]:
+    """A real Prometheus scraping, every second, the targets a test writes with `scrape`."""
+    from tests.integration.rollout_harness import PrometheusServer
+
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus")).start()
+    yield server
+    server.stop()

@@ -26,22 +26,10 @@ from mlsd_operator import _yaml
 from mlsd_predictors.batch._output import latest_run, read_run
 from tests.conftest import manifest
 from tests.integration.operator_harness import OperatorProcess, eventually, install_crds
-from tests.integration.rollout_harness import CASE, Predictor, PrometheusServer, build_models
+from tests.integration.rollout_harness import CASE, Predictor
 from tests.integration.test_operator import GROUP, PLURAL, VERSION, condition
 
 HOST = "127.0.0.1"
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
-    return build_models(Path(os.environ.get("MLSD_TEST_MODELS") or tmp_path_factory.mktemp("pattern-models")))
-
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    server = PrometheusServer(tmp_path_factory.mktemp("prometheus")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

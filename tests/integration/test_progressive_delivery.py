@@ -6,7 +6,6 @@ nothing: their series carry the namespace/model_deployment labels Prometheus wou
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from mlsd_operator import _yaml
 from tests.conftest import manifest
 from tests.integration.operator_harness import OperatorProcess, install_crds
 from tests.integration.rollout_harness import (
-    CASE, Predictor, PrometheusServer, Traffic, build_models, shifted_variant,
+    CASE, Predictor, Traffic, shifted_variant,
 )
 from tests.integration.test_operator import GROUP, PLURAL, VERSION, eventually, get_mdep, patch_spec, weights
 
@@ -29,18 +28,6 @@ from tests.integration.test_operator import GROUP, PLURAL, VERSION, eventually, 
 # scores; the shifted variant by about 3. The threshold sits between them.
 ANALYSIS = {"minRequests": 20, "maxErrorRate": 0.05, "maxLatencyP99Ms": 5000, "maxPredictionDrift": 0.5,
             "failureLimit": 2}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
-    return build_models(Path(os.environ.get("MLSD_TEST_MODELS") or tmp_path_factory.mktemp("rollout-models")))
-
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    server = PrometheusServer(tmp_path_factory.mktemp("prometheus")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
