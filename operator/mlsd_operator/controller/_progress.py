@@ -13,6 +13,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from mlsd_operator.api import ModelDeployment, parse_duration
 from mlsd_operator.builders import TrafficState
 from mlsd_operator.rollout import (
@@ -27,6 +29,9 @@ from ._settings import OperatorSettings
 
 HISTORY_LIMIT = 50
 OUTCOMES = {Action.PROMOTE: "Promoted", Action.ROLLBACK: "RolledBack", Action.ABORT: "Aborted"}
+RAISES_CANARY = frozenset({Action.ADVANCE, Action.PROMOTE})
+"""Steps that give the canary more traffic (all of it, on promotion)."""
+CONFLICT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,42 @@ def _promoted(mdep: ModelDeployment, status: dict[str, Any]) -> bool:
 def _canary_available(kube: Kube, mdep: ModelDeployment) -> bool:
     track = _observe(kube, mdep, TrafficState.from_status(mdep)).tracks.get(mdep.spec.canary.model.version)
     return bool(track and track.available)
+
+
+def _decided_on(body: dict[str, Any]) -> tuple[Any, ...]:
+    """What a step is decided from: if any of it changed, the decision is stale."""
+    metadata, status = body.get("metadata") or {}, body.get("status") or {}
+    annotations = metadata.get("annotations") or {}
+    return (metadata.get("uid"), metadata.get("generation"), metadata.get("deletionTimestamp"),
+            annotations.get(CONTROL_ANNOTATION), status.get("canary"), status.get("history"))
+
+
+def _write_step(kube: Kube, mdep: ModelDeployment, body: dict[str, Any], step: Step,
+                patch: dict[str, Any]) -> str | None:
+    """Writes the step into status; returns why it was dropped instead, or None once written.
+
+    A step that raises the canary's traffic is written only while the canary has an available
+    replica, checked right before each attempt: the decision may have taken seconds of analysis,
+    long enough for its pods to go (after a control-plane outage the node lifecycle controller marks
+    them NotReady moments after it is back). The write carries the resourceVersion the step was
+    decided from, so counters never move twice; on a 409 the object is re-read, and the same step is
+    written again only if nothing it was decided from changed: a writer elsewhere that keeps touching
+    the object (labels, annotations of other tools) must not starve the rollout."""
+    namespace, name = mdep.metadata.namespace, mdep.metadata.name
+    for _ in range(CONFLICT_ATTEMPTS):
+        if step.action in RAISES_CANARY and not _canary_available(kube, mdep):
+            return "canary has no available replica"
+        try:
+            kube.patch_status(namespace, name, patch, resource_version=body["metadata"].get("resourceVersion"))
+            return None
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        fresh = kube.get_model_deployment(namespace, name)
+        if fresh is None or _decided_on(fresh) != _decided_on(body):
+            return "the object changed since this step was decided; the next tick decides again"
+        body = fresh
+    return f"status write refused {CONFLICT_ATTEMPTS} times by conflicting writers; the next tick retries"
 
 
 def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheus: Prometheus,
@@ -91,8 +132,9 @@ def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheu
         entry = {"version": canary.model.version, "outcome": OUTCOMES[step.action], "at": format_time(now),
                  "reason": step.reason[:1000]}
         patch["history"] = ((status.get("history") or []) + [entry])[-HISTORY_LIMIT:]
-    kube.patch_status(mdep.metadata.namespace, mdep.metadata.name, patch,
-                      resource_version=body["metadata"].get("resourceVersion"))
+    dropped = _write_step(kube, mdep, body, step, patch)
+    if dropped is not None:
+        return TickResult(Step(Action.HOLD, dropped), events)
     ROLLOUT_DECISIONS.labels(step.action.value).inc()
     warning = step.action in (Action.ROLLBACK, Action.ABORT, Action.RETRY)
     events.append(("Warning" if warning else "Normal", f"Canary{step.action.value}", step.reason))
