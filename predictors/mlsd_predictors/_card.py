@@ -63,6 +63,38 @@ class Histogram(_Schema):
     transform: str | None = Field(None, description="applied before binning, e.g. log1p")
 
 
+class MeasuredOn(_Schema):
+    """The machine the card's figures were measured on (onnxruntime picks CPU kernels by instruction set)."""
+
+    cpu: str
+    machine: str
+    isa: list[str] = Field(description="CPU flags that select onnxruntime's kernels (avx2, avx512_vnni, amx_int8...)")
+    onnxruntime: str
+    torch: str | None = None
+
+
+class QualityGate(_Schema):
+    """The servable decision on the primary metric, with the uncertainty of a finite held-out set."""
+
+    metric: str
+    examples: int = Field(description="held-out examples (queries, users, rows) the metric is measured over")
+    drop: float = Field(description="relative drop vs fp32 on the whole held-out set, positive = worse")
+    drop_upper: float = Field(description="one-sided 95% upper bound of the drop: paired bootstrap, the same "
+                                          "resampled examples scored by fp32 and by this variant")
+    resamples: int
+    threshold: float = Field(description="servable only when drop_upper <= threshold")
+
+
+class SelfCheck(_Schema):
+    """Golden rows the build ran through this variant; a predictor re-runs them at load time."""
+
+    file: str = Field(description="npz beside the graphs: '<graph>|in|<input>' and '<graph>|out|<output>' arrays")
+    rows: int
+    tolerance: dict[str, float] = Field(description="graph file -> largest |output - recorded output| allowed: "
+                                                    "half the variant's own error vs torch fp32 on these rows, "
+                                                    "at least 1e-4 of the output's scale")
+
+
 class ModelCard(_Schema):
     schema_version: Literal[1] = 1
     case_study: str
@@ -89,6 +121,9 @@ class ModelCard(_Schema):
     servable: bool
     not_servable_reason: str | None = None
     reference_distribution: dict[str, Histogram] = Field(description='"output:<name>" / "input:<name>" -> histogram')
+    measured_on: MeasuredOn | None = Field(None, description="absent in cards built before it was recorded")
+    gate: QualityGate | None = Field(None, description="absent in cards built before it was recorded")
+    self_check: SelfCheck | None = Field(None, description="absent in cards built before it was recorded")
 
 
 class VariantSummary(_Schema):

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from .._card import GraphCard, Histogram, ModelCard, RepositoryCard, VariantSummary
+import numpy as np
+
+from .._card import GraphCard, Histogram, MeasuredOn, ModelCard, QualityGate, RepositoryCard, SelfCheck, VariantSummary
 from .._contract import (
     CASE_STUDIES,
     DEFAULT_MAX_RELATIVE_DROP,
@@ -21,6 +23,7 @@ from .._contract import (
     repository_root,
 )
 from .._errors import ParityError, RepositoryExistsError
+from .._host import host
 from ..casestudies import CaseStudy, Evaluation, Graph, case_study
 from . import _onnx, _quantize
 from ._repository import write_repository
@@ -65,6 +68,13 @@ class _Variant:
     directory: Path
     graphs: list[GraphCard]
     evaluation: Evaluation
+    self_check: SelfCheck
+
+
+SELF_CHECK_FILE = "self-check.npz"
+SELF_CHECK_ROWS = 16
+GATE_RESAMPLES = 1000
+GATE_CONFIDENCE = 0.95
 
 
 def relative_drop(metric: str, value: float, reference: float, lower_is_better: frozenset[str]) -> float:
@@ -109,7 +119,56 @@ def _measure(case: CaseStudy, graphs: list[Graph], precision: Precision, directo
             parity_max_abs_error=error, parity_mean_abs_error=mean_error,
             latency_ms=runner.latency(g.example_inputs, repeats), quantization=notes[g.file],
         ))  # fmt: skip
-    return _Variant(precision, directory, cards, evaluation)
+    return _Variant(precision, directory, cards, evaluation, _record_self_check(graphs, runners, expected, directory))
+
+
+def _record_self_check(graphs: list[Graph], runners: dict[str, _onnx.OnnxRunner], expected: dict[str, dict],
+                       directory: Path) -> SelfCheck:  # fmt: skip
+    """Golden rows for the load-time self-check: held-out inputs and this variant's outputs, as one batch
+    (dynamic int8 quantizes activations per batch, so the batch is part of the recorded computation).
+
+    The tolerance is half of what quantization itself costs on these rows (|variant - torch fp32|): a
+    serving CPU whose kernels compute this variant differently by that much (int8 saturation on CPUs
+    without VNNI, a different onnxruntime) is not serving the model the quality gate measured."""
+    arrays: dict[str, np.ndarray] = {}
+    tolerance: dict[str, float] = {}
+    for g in graphs:
+        feeds = {k: np.ascontiguousarray(v[:SELF_CHECK_ROWS]) for k, v in g.example_inputs.items()}
+        outputs = runners[g.role](feeds)
+        quantization_error, scale = 0.0, 0.0
+        for name, value in outputs.items():
+            reference = expected[g.file][name][:SELF_CHECK_ROWS].astype(np.float64)
+            quantization_error = max(quantization_error, float(np.abs(value.astype(np.float64) - reference).max()))
+            scale = max(scale, float(np.abs(reference).max()))
+            arrays[f"{g.file}|out|{name}"] = value
+        arrays.update({f"{g.file}|in|{name}": value for name, value in feeds.items()})
+        tolerance[g.file] = float(f"{max(0.5 * quantization_error, 1e-4 * max(scale, 1.0)):.3g}")
+    np.savez(directory / SELF_CHECK_FILE, **arrays)
+    return SelfCheck(file=SELF_CHECK_FILE, rows=SELF_CHECK_ROWS, tolerance=tolerance)
+
+
+def quality_gate(case: CaseStudy, variant: Evaluation, fp32: Evaluation, threshold: float, *,
+                 resamples: int = GATE_RESAMPLES, seed: int = 0) -> QualityGate:  # fmt: skip
+    """The primary metric's drop vs fp32 and its one-sided upper confidence bound.
+
+    The bound comes from a paired bootstrap: each resample draws held-out examples with replacement and
+    scores the same draw with fp32 and with the variant, so the noise both share (which examples are
+    hard) cancels and what remains is how much the variant's own changes could move the metric. A
+    variant is servable only when the bound is within the threshold: a drop of 0.4% measured over 150
+    queries does not show a variant is within 1%."""
+    metric = case.primary_metric
+    drop = relative_drop(metric, variant.metrics[metric], fp32.metrics[metric], case.lower_is_better)
+    upper = drop
+    if variant is not fp32 and variant.primary_on is not None and fp32.primary_on is not None:
+        rng = np.random.default_rng(seed)
+        n = variant.examples
+        drops = []
+        for _ in range(resamples):
+            rows = rng.integers(0, n, n)
+            drops.append(relative_drop(metric, variant.primary_on(rows), fp32.primary_on(rows), case.lower_is_better))
+        upper = max(drop, float(np.quantile(drops, GATE_CONFIDENCE)))
+    return QualityGate(metric=metric, examples=variant.examples, drop=round(drop, 6), drop_upper=round(upper, 6),
+                       resamples=resamples if variant is not fp32 else 0, threshold=threshold)
 
 
 def build_case_study(name: str, options: BuildOptions, reporter: Reporter | None = None) -> RepositoryCard:
@@ -135,11 +194,9 @@ def build_case_study(name: str, options: BuildOptions, reporter: Reporter | None
             measured[precision] = _measure(case, graphs, precision, directory, notes, expected, options.latency_repeats)
 
         reporter.stage(name, "writing the repository")
-        reference_metrics = measured["fp32"].evaluation.metrics
+        reference = measured["fp32"].evaluation
         seconds = round(time.perf_counter() - started, 2)
-        cards = {
-            p: _card(case, options, v, reference_metrics, baseline, build_time, seconds) for p, v in measured.items()
-        }
+        cards = {p: _card(case, options, v, reference, baseline, build_time, seconds) for p, v in measured.items()}
         summary = RepositoryCard(
             case_study=name, version=options.version, summary=case.summary, primary_metric=case.primary_metric,
             baseline_metrics=baseline, max_relative_drop=options.max_relative_drop, data_seed=options.seed,
@@ -153,12 +210,12 @@ def build_case_study(name: str, options: BuildOptions, reporter: Reporter | None
     return summary
 
 
-def _card(case: CaseStudy, options: BuildOptions, variant: _Variant, fp32: dict[str, float],
+def _card(case: CaseStudy, options: BuildOptions, variant: _Variant, fp32: Evaluation,
           baseline: dict[str, float], build_time: datetime, seconds: float) -> ModelCard:  # fmt: skip
     metrics = variant.evaluation.metrics
-    drops = {m: round(relative_drop(m, v, fp32[m], case.lower_is_better), 6) for m, v in metrics.items()}
-    drop = drops[case.primary_metric]
-    servable = drop <= options.max_relative_drop
+    drops = {m: round(relative_drop(m, v, fp32.metrics[m], case.lower_is_better), 6) for m, v in metrics.items()}
+    gate = quality_gate(case, variant.evaluation, fp32, options.max_relative_drop, seed=options.seed)
+    servable = gate.drop_upper <= options.max_relative_drop
     files = {p.name: p.stat().st_size for p in sorted(variant.directory.iterdir())}
     model = variant.graphs[0]
     return ModelCard(
@@ -169,12 +226,19 @@ def _card(case: CaseStudy, options: BuildOptions, variant: _Variant, fp32: dict[
         size_bytes=sum(files.values()), files=files, training=case.training_config(), data_seed=options.seed,
         small=options.small, build_time=build_time, build_seconds=seconds, max_relative_drop=options.max_relative_drop,
         servable=servable,
-        not_servable_reason=None if servable else (
-            f"{case.primary_metric} is {drop:.2%} worse than fp32 (relative), over the "
-            f"{options.max_relative_drop:.2%} threshold"
-        ),
+        not_servable_reason=None if servable else gate_reason(gate),
         reference_distribution={k: Histogram.model_validate(v) for k, v in variant.evaluation.reference.items()},
+        measured_on=MeasuredOn.model_validate(host()), gate=gate, self_check=variant.self_check,
     )  # fmt: skip
+
+
+def gate_reason(gate: QualityGate) -> str:
+    if gate.drop > gate.threshold:
+        return (f"{gate.metric} is {gate.drop:.2%} worse than fp32 (relative), over the {gate.threshold:.2%} "
+                "threshold")
+    return (f"{gate.metric} is {gate.drop:.2%} worse than fp32 (relative), but {gate.examples} held-out examples "
+            f"cannot show it is within the {gate.threshold:.2%} threshold (95% upper bound {gate.drop_upper:.2%}); "
+            "evaluate on more held-out data (build without --small) or serve fp32")
 
 
 def _variant_summary(card: ModelCard) -> VariantSummary:

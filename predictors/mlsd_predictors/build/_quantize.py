@@ -10,6 +10,14 @@ int8, per graph (Graph.quantization):
   dynamic -- embedding + MLP graphs (video recommendation, ad clicks). int8 weights (MatMul, Gemm,
              Gather: the embedding tables are most of the bytes), activation ranges computed per
              batch, so there is no calibration set to keep representative of live traffic.
+
+Both use 7-bit weights (`reduce_range`), so the variant computes the same on every x86 CPU. On x86,
+onnxruntime runs int8 products as u8 activations x s8 weights; without VNNI (AVX2, AVX-512F/BW)
+that is VPMADDUBSW, which adds two u8*s8 products into a saturating int16: 2 x 255 x 127 overflows
+it, 2 x 255 x 63 does not. With 8-bit weights a variant measured on a VNNI CPU (exact int32
+products) lost 3.2% precision@10 on an AVX2-only one; with 7-bit weights the integer arithmetic is
+exact on both, and the load-time self-check (golden rows in every variant) verifies it where it
+serves. onnxruntime's quantization guide gives the same remedy (reduce_range, or U8U8).
 """
 
 from __future__ import annotations
@@ -40,17 +48,19 @@ class _Batches(CalibrationDataReader):
         return next(self._batches, None)
 
 
-def to_int8(graph: Graph, source: Path, target: Path) -> str:
+def to_int8(graph: Graph, source: Path, target: Path, *, reduce_range: bool = True) -> str:
+    """`reduce_range=False` (8-bit weights) only for benchmarks/quantization_isa.py's comparison."""
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice at WARNING on every call
     if graph.quantization == "dynamic":
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-        return "int8 dynamic (onnxruntime.quantization.quantize_dynamic: int8 weights, per-batch activation ranges)"
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, reduce_range=reduce_range)
+        return ("int8 dynamic (onnxruntime.quantization.quantize_dynamic: 7-bit int8 weights, per-batch "
+                "activation ranges)")
     prepared = target.with_suffix(".prepared.onnx")
     quant_pre_process(str(source), str(prepared))
     quantize_static(
         str(prepared), str(target), _Batches(graph.calibration), quant_format=QuantFormat.QDQ,
-        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
     )  # fmt: skip
     prepared.unlink()
     rows = sum(len(next(iter(b.values()))) for b in graph.calibration)
-    return f"int8 static QDQ (per-channel weights, MinMax activation ranges from {rows} training rows)"
+    return f"int8 static QDQ (per-channel 7-bit weights, MinMax activation ranges from {rows} training rows)"

@@ -163,7 +163,9 @@ class AdClickPrediction(CaseStudy):
         for i, name in enumerate(DENSE):
             reference[f"input:{name}"] = _metrics.histogram(np.log1p(self.test_dense[:, i]))
             reference[f"input:{name}"]["transform"] = "log1p"
-        return Evaluation(metrics, reference)
+        clicks = self.test_clicks
+        return Evaluation(metrics, reference, primary_on=lambda rows: _metrics.roc_auc(clicks[rows], p[rows]),
+                          examples=len(clicks))
 
     def baseline_metrics(self) -> dict[str, float]:
         # The training click-through rate for everyone.

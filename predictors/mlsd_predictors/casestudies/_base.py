@@ -61,6 +61,11 @@ class Evaluation:
     reference: dict[str, dict] = field(default_factory=dict)
     """Histograms of outputs/inputs on held-out data, keyed "output:<name>" / "input:<name>"."""
     artifacts: list[Artifact] = field(default_factory=list)
+    primary_on: Callable[[np.ndarray], float] | None = None
+    """The primary metric over a resample of the held-out examples (an index array into them), so the
+    quality gate can bound the drop vs fp32 by a paired bootstrap."""
+    examples: int = 0
+    """How many held-out examples `primary_on` indexes (queries, users, posts, impressions)."""
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,12 @@ class HarmfulContent(CaseStudy):
         tokens = (posts.token_ids != 0).sum(axis=1)
         reference["input:token_count"] = _metrics.histogram(tokens, low=0, high=MAX_TOKENS, bins=MAX_TOKENS)
         reference["input:image_mean"] = _metrics.histogram(posts.objects.images.mean(axis=(1, 2, 3)), low=0.0, high=1.0)
-        return Evaluation(metrics, reference)
+
+        def mean_auc(rows: np.ndarray) -> float:
+            return float(np.mean([_metrics.roc_auc(posts.labels[rows, i], probabilities[rows, i])
+                                  for i in range(len(HARM_CLASSES))]))
+
+        return Evaluation(metrics, reference, primary_on=mean_auc, examples=len(posts.labels))
 
     def baseline_metrics(self) -> dict[str, float]:
         # A constant score (e.g. the base rate) ranks nothing: AUC 0.5 for every head.

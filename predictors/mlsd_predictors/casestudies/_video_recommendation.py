@@ -260,10 +260,12 @@ class VideoRecommendation(CaseStudy):
         }
         for language in range(LANGUAGES):
             reference[f"input:language_{language}"] = _metrics.histogram(features[:, language], low=0.0, high=1.0, bins=2)
+        ranked_gains = gains(ranked)
         return Evaluation(metrics, reference, [
             Artifact("videos.usearch", lambda path: index.save(str(path))),
             Artifact("videos.json", self._write_videos),
-        ])  # fmt: skip
+        ], primary_on=lambda rows: _metrics.ndcg_at_k(ranked_gains[rows], truth[rows], 10),
+            examples=len(truth))  # fmt: skip
 
     def _write_videos(self, path: Path) -> None:
         path.write_text(json.dumps({"ids": self.video_ids.tolist(), "candidates": self.config["candidates"]}))

@@ -121,10 +121,11 @@ class VisualSearch(CaseStudy):
             reference[f"input:image_mean_{name}"] = _metrics.histogram(
                 self.queries.images[:, channel].mean(axis=(1, 2)), low=0.0, high=1.0
             )
+        per_query = (labels[ann_ids] == self.queries.label[:, None]).mean(axis=1)
         return Evaluation(metrics, reference, [
             Artifact("catalogue.usearch", lambda path: index.save(str(path))),
             Artifact("catalogue.json", self._write_catalogue),
-        ])  # fmt: skip
+        ], primary_on=lambda rows: float(per_query[rows].mean()), examples=len(per_query))  # fmt: skip
 
     def _write_catalogue(self, path: Path) -> None:
         path.write_text(json.dumps({

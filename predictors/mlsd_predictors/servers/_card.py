@@ -46,6 +46,12 @@ class _Graph(_Lenient):
     latency_ms: dict[str, float] = {}
 
 
+class _SelfCheck(_Lenient):
+    file: str
+    rows: int
+    tolerance: dict[str, float]
+
+
 class ServingCard(_Lenient):
     schema_version: int
     case_study: str
@@ -62,6 +68,8 @@ class ServingCard(_Lenient):
     servable: bool
     not_servable_reason: str | None = None
     reference_distribution: dict[str, dict[str, Any]] = {}
+    measured_on: dict[str, Any] | None = None
+    self_check: _SelfCheck | None = None
 
 
 def load_servable(model_dir: Path) -> ServingCard:

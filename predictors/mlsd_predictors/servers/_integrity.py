@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from mlsd_predictors import CardError
+from mlsd_predictors._host import describe, host
 
 _ORT_DATATYPES = {
     "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(double)": "FP64", "tensor(int64)": "INT64",
@@ -20,6 +22,10 @@ _ORT_DATATYPES = {
 
 class RepositoryError(CardError):
     """A model file that cannot be served as its card describes it."""
+
+
+class SelfCheckFailed(RepositoryError):
+    """The variant computes differently on this machine than where its quality gate was measured."""
 
 
 def _describe(args) -> dict[str, tuple[str, tuple]]:
@@ -57,4 +63,45 @@ def checked_session(model_dir: Path, file: str, card, threads: int = 0) -> ort.I
     if entry is not None:
         _compare("inputs", entry.signature.inputs, _describe(session.get_inputs()), str(path))
         _compare("outputs", entry.signature.outputs, _describe(session.get_outputs()), str(path))
+    self_check(Path(model_dir), file, session, card)
     return session
+
+
+def self_check(model_dir: Path, file: str, session: ort.InferenceSession, card) -> float | None:
+    """Re-runs the golden rows `mlsd build` recorded for `file` and compares the outputs; returns the
+    largest difference, None when the card records no self-check (built before it existed).
+
+    The variant's quality gate was measured on the build machine; onnxruntime picks its kernels by
+    instruction set, so a variant can compute differently where it serves. Beyond the build-derived
+    tolerance the variant is refused, naming both machines, rather than serving a model nobody measured."""
+    check = getattr(card, "self_check", None)
+    if not check or file not in check.tolerance:
+        return None
+    path = model_dir / check.file
+    try:
+        with np.load(path) as golden:
+            recorded = {key: golden[key] for key in golden.files if key.startswith(f"{file}|")}
+    except (OSError, ValueError) as err:
+        raise SelfCheckFailed(f"{path}: the card's self-check rows cannot be read: {err}") from None
+    feeds = {key.split("|", 2)[2]: value for key, value in recorded.items() if key.startswith(f"{file}|in|")}
+    names = [o.name for o in session.get_outputs()]
+    try:
+        outputs = dict(zip(names, session.run(None, feeds), strict=True))
+    except Exception as err:  # onnxruntime raises plain RuntimeErrors for bad feeds
+        raise SelfCheckFailed(f"{path}: the recorded rows do not run through {file}: {str(err)[:300]}") from None
+    tolerance, worst, where = check.tolerance[file], 0.0, ""
+    for name in names:
+        want = recorded.get(f"{file}|out|{name}")
+        if want is None or want.shape != outputs[name].shape:
+            raise SelfCheckFailed(f"{path}: no recorded {name!r} of the graph's shape: card and rows do not belong together")
+        difference = float(np.abs(outputs[name].astype(np.float64) - want.astype(np.float64)).max())
+        if difference > worst or not np.isfinite(difference):
+            worst, where = difference, name
+    if not worst <= tolerance:
+        built = describe(card.measured_on) if getattr(card, "measured_on", None) else "an unrecorded machine"
+        raise SelfCheckFailed(
+            f"{model_dir / file}: self-check failed: output {where!r} differs from what the build recorded by up to "
+            f"{worst:.3g} on {check.rows} rows (tolerance {tolerance:.3g}); built and gated on {built}, serving on "
+            f"{describe(host())}. This variant does not compute here what its quality gate measured: serve another "
+            "precision or rebuild it on this node pool")
+    return worst
