@@ -111,3 +111,39 @@ def test_a_refused_write_is_degraded_not_failed():
     status = st.failed_status(mdep(), None, st.Reason.APPLY_FAILED, "exceeded quota")
     assert status["phase"] == "Degraded"
     assert conditions(status)["Ready"] == ("False", "ApplyFailed")
+
+
+def crashed_pod(container: str, message: str, exit_code: int = 1, init: bool = False, last: bool = True):
+    state = {"terminated": {"exitCode": exit_code, "message": message}}
+    status = {"name": container, **({"lastState": state, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                                   if last else {"state": state})}
+    return {"status": {("initContainerStatuses" if init else "containerStatuses"): [status]}}
+
+
+REFUSED = ("Traceback (most recent call last):\n  ...\nmlsd predictor: refusing to serve: /mnt/models/model.onnx: "
+           "self-check failed: output 'embedding' differs from what the build recorded by up to 0.1 (tolerance 0.005)")
+
+
+def test_a_refused_model_is_found_in_the_pods_termination_message():
+    assert st.refusal([crashed_pod("kserve-container", REFUSED)]) == (
+        "kserve-container: " + REFUSED.splitlines()[-1])
+    pull = "mlsd pull: /mnt/pvc/x/triton/int8: the card marks this variant not servable"
+    assert st.refusal([crashed_pod("model-puller", pull, exit_code=2, init=True, last=False)]) == f"model-puller: {pull}"
+    # Crashes that are not refusals (OOM, a bug) and clean exits are left to the workload's own status.
+    assert st.refusal([crashed_pod("kserve-container", "Killed", exit_code=137)]) is None
+    assert st.refusal([crashed_pod("kserve-container", REFUSED, exit_code=0)]) is None
+    assert st.refusal([{"status": {}}, {}]) is None
+
+
+def test_a_refused_canary_degrades_the_model_deployment_while_stable_serves():
+    md = mdep(canary=canary())
+    unavailable = st.observe_deployment("2", deployment(False, 0))
+    refused = st.with_refusal(unavailable, [crashed_pod("kserve-container", REFUSED)])
+    assert refused.refused and refused.failure.startswith("model refused: kserve-container: mlsd predictor")
+    assert st.with_refusal(st.observe_deployment("2", deployment(True, 1)), [crashed_pod("c", REFUSED)]).failure is None
+    observed = st.Observation({"1": st.observe_deployment("1", deployment(True, 2)), "2": refused})
+    status = st.desired_status(md, observed, TrafficState(0), None)
+    assert conditions(status)["Ready"] == ("True", "Available")
+    assert conditions(status)["Degraded"] == ("True", "ModelRefused")
+    message = next(c["message"] for c in status["conditions"] if c["type"] == "Degraded")
+    assert message.startswith("version 2: model refused") and "self-check failed" in message

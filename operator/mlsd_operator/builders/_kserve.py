@@ -58,6 +58,7 @@ def build_serving_runtime(mdep: ModelDeployment, config: RenderConfig) -> dict[s
                     f"--grpc_port={GRPC_PORT}",
                 ],
                 "ports": [{"containerPort": HTTP_PORT, "name": "http1", "protocol": "TCP"}],
+                "terminationMessagePolicy": "FallbackToLogsOnError",   # its refusal becomes the pod's message
                 "securityContext": c.RESTRICTED_CONTAINER_SECURITY,
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
             }],

@@ -93,6 +93,7 @@ def _puller(mdep: ModelDeployment, model: ModelRef, pod: c.PodPlacement, config:
         "imagePullPolicy": config.image_pull_policy,
         "command": ["python", "-m", "mlsd_predictors.pull"],
         "args": args,
+        "terminationMessagePolicy": "FallbackToLogsOnError",   # its refusal becomes the pod's message
         **credentials,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": c.RESTRICTED_CONTAINER_SECURITY,

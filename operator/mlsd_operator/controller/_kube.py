@@ -140,6 +140,10 @@ class Kube:
         except NotFoundError:
             return None
 
+    def pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Pods of one track (read only while it is not available: see _reconcile._observe)."""
+        return self.resource("v1", "Pod").get(namespace=namespace, label_selector=label_selector).to_dict()["items"]
+
     def apply(self, obj: dict[str, Any], owner_uid: str) -> str:
         """Server-side apply, after checking that an existing object is ours (or ours to adopt).
 

@@ -11,7 +11,10 @@ from pydantic import ValidationError
 
 from mlsd_operator.api import ModelDeployment, Runtime
 from mlsd_operator.builders import TrafficState, UnsupportedSpec, build_children, version_name
+from mlsd_operator.builders._common import pod_selector
 from mlsd_operator.builders._kserve import KSERVE_API
+
+KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"
 
 from . import _status as st
 from ._kube import Kube, MissingApi, ObjectKey, OwnershipConflict
@@ -48,14 +51,26 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
 
 
 def _observe(kube: Kube, mdep: ModelDeployment, traffic: TrafficState) -> st.Observation:
+    """Tracks as their workloads report them; pods are read only for a track that is not available,
+    to tell a model its predictor refused (a Degraded condition naming why) from pods still starting."""
     namespace = mdep.metadata.namespace
     versions = st.track_names(mdep, traffic)
     if mdep.spec.runtime == Runtime.KSERVE:
         isvc = kube.get(KSERVE_API, "InferenceService", namespace, mdep.metadata.name)
         url = ((isvc or {}).get("status") or {}).get("url")
-        return st.Observation(st.observe_inference_service(versions, isvc), url)
-    tracks = {v: st.observe_deployment(v, kube.get("apps/v1", "Deployment", namespace, version_name(mdep, v)))
-              for v in versions}
+        tracks = st.observe_inference_service(versions, isvc)
+        if not all(t.available for t in tracks.values()):
+            # KServe labels its predictor pods with the InferenceService's name, not our track.
+            pods = kube.pods(namespace, f"{KSERVE_ISVC_LABEL}={mdep.metadata.name}")
+            tracks = {v: st.with_refusal(t, pods) for v, t in tracks.items()}
+        return st.Observation(tracks, url)
+    tracks = {}
+    for v in versions:
+        track = st.observe_deployment(v, kube.get("apps/v1", "Deployment", namespace, version_name(mdep, v)))
+        if track.exists and not track.available:
+            selector = ",".join(f"{k}={value}" for k, value in pod_selector(mdep, v).items())
+            track = st.with_refusal(track, kube.pods(namespace, selector))
+        tracks[v] = track
     return st.Observation(tracks)
 
 

@@ -35,6 +35,7 @@ class Reason:
     DEPENDENCY_MISSING = "DependencyMissing"
     OWNERSHIP_CONFLICT = "OwnershipConflict"
     DEPLOYMENT_FAILED = "DeploymentFailed"
+    MODEL_REFUSED = "ModelRefused"
     APPLY_FAILED = "ApplyFailed"
     AS_EXPECTED = "AsExpected"
 
@@ -59,6 +60,7 @@ class TrackObservation:
     available: bool = False
     failure: str | None = None        # why it cannot progress (ProgressDeadlineExceeded, ...)
     message: str | None = None
+    refused: bool = False             # its predictor refused the model (gate, self-check, bad repository)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,36 @@ def observe_deployment(version: str, deployment: dict[str, Any] | None) -> Track
     elif conditions.get("ReplicaFailure", {}).get("status") == "True":
         failure = conditions["ReplicaFailure"].get("message")
     return TrackObservation(version, True, int(status.get("readyReplicas") or 0), available, failure)
+
+
+REFUSAL_MARKERS = ("mlsd predictor: refusing to serve", "mlsd pull:")
+"""How the predictor and the model puller begin the last line they write before exiting on a model
+they will not serve (not servable, failed self-check, bad repository). Containers render
+terminationMessagePolicy FallbackToLogsOnError, so that line is the container's termination message."""
+
+
+def refusal(pods: list[dict[str, Any]]) -> str | None:
+    """The refusal a track's pods exited with, if any: 'container: last line' of the first one found."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            for state in (container.get("state") or {}, container.get("lastState") or {}):
+                terminated = state.get("terminated") or {}
+                if not terminated.get("exitCode"):
+                    continue
+                for line in reversed((terminated.get("message") or "").strip().splitlines()):
+                    if line.strip().startswith(REFUSAL_MARKERS):
+                        return f"{container.get('name')}: {line.strip()}"[:2000]
+    return None
+
+
+def with_refusal(track: TrackObservation, pods: list[dict[str, Any]]) -> TrackObservation:
+    """A track that is not available because its model was refused says so (a Degraded condition)."""
+    reason = None if track.available else refusal(pods)
+    if reason is None:
+        return track
+    return TrackObservation(track.version, track.exists, track.ready_replicas, track.available,
+                            f"model refused: {reason}", track.message, refused=True)
 
 
 def observe_inference_service(versions: list[str], isvc: dict[str, Any] | None) -> dict[str, TrackObservation]:
@@ -160,7 +192,8 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
                                    "no rollout in progress", generation)
     ended = ended_canary(mdep, current)
     if failures:
-        conditions = set_condition(conditions, DEGRADED, True, Reason.DEPLOYMENT_FAILED,
+        reason = Reason.MODEL_REFUSED if any(t.refused for t in failures) else Reason.DEPLOYMENT_FAILED
+        conditions = set_condition(conditions, DEGRADED, True, reason,
                                    "; ".join(f"version {t.version}: {t.failure}" for t in failures), generation)
     elif ended is not None:
         # Stays until the spec names another canary: the stable track serves meanwhile.
