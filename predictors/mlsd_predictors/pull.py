@@ -14,6 +14,10 @@ then each `config.pbtxt` is parsed with tritonclient's `ModelConfig` protobuf an
 - `dynamic_batching.max_queue_delay_microseconds` becomes `--max-queue-delay-us` (ensembles have no
   scheduler of their own and are left alone); preferred sizes above the new maximum are dropped.
 
+The variant's model card at the layout's root gates it: a variant `mlsd build` marked not servable,
+or whose self-check rows compute differently on this node's CPU, is refused before anything is
+copied into `--dest`.
+
 Refused with a clear message (exit code 2): `..` segments or absolute links escaping the source, a
 model name that is not a plain name, a missing model, a missing or unparsable `config.pbtxt`, a
 model with no version directory, batching flags on a model that does not batch.
@@ -167,6 +171,28 @@ def _models(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def check_variant(root: Path, staged: Path) -> None:
+    """The gate and self-check of the variant's card at the layout's root (written by `mlsd build`):
+    a variant the build marked not servable is refused, and its self-check rows are re-run with
+    onnxruntime on this node's CPU before anything reaches the model directory (tritonserver's ONNX
+    backend runs the same graphs with the same CPU's kernels). A layout without a card (built before
+    cards sat there) is pulled as it is."""
+    from mlsd_predictors import CARD_FILE, CardError
+
+    if not (root / CARD_FILE).is_file():
+        return
+    from mlsd_predictors.servers._card import load_servable
+    from mlsd_predictors.servers._errors import VariantNotServable
+    from mlsd_predictors.servers._integrity import onnx_session, self_check
+
+    try:
+        card = load_servable(root)
+        for path in (card.self_check.tolerance if card.self_check else {}):
+            self_check(root, path, onnx_session(staged / path), card)
+    except (CardError, VariantNotServable) as err:
+        raise PullError(str(err)) from None
+
+
 def pull(source: str, dest: Path, model_name: str, rewrite: Rewrite) -> list[str]:
     """Copies the repository at `source` into `dest` and rewrites its configs; returns model names."""
     _check_name(model_name)
@@ -197,6 +223,7 @@ def pull(source: str, dest: Path, model_name: str, rewrite: Rewrite) -> list[str
                 raise PullError(f"{model.name}: no numeric version directory (e.g. {model.name}/1/)")
             rewrite_config(config, rewrite, f"{model.name}/config.pbtxt")
             write_config(target / "config.pbtxt", config)
+        check_variant(root, staged)
         # Replace model by model: a restarted init container converges to the same tree.
         for model in models:
             final = dest / model.name

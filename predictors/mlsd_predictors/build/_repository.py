@@ -3,6 +3,7 @@
     <out>/<case>/<V>/model-card.json                          summary over all variants
     <out>/<case>/<V>/kserve/<precision>/                      ONNX graphs, aux files, model-card.json
     <out>/<case>/<V>/triton/<precision>/<model>/config.pbtxt  (+ <model>/<V>/model.onnx [+ model.py, index])
+    <out>/<case>/<V>/triton/<precision>/model-card.json       the variant's card, self-check.npz beside it
     <out>/<case>/<V>/triton-python/<precision>/...            same models, all on the Python backend
 """
 
@@ -12,6 +13,8 @@ import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
+
+import numpy as np
 
 from .._card import ModelCard, RepositoryCard, dump_card
 from .._contract import CARD_FILE, kserve_dir, repository_root, triton_dir, triton_python_dir
@@ -38,6 +41,25 @@ def write_triton(
             (version_dir / "model.py").write_text(source.read_text())
 
 
+def write_triton_card(root: Path, card: ModelCard, steps: list[TritonStep], version: int, kserve: Path) -> None:
+    """The variant's card and self-check rows at the Triton layout's root, keyed by each graph's path
+    in the layout (`<model>/<V>/model.onnx`). Triton loads model directories only, and the model puller
+    copies only those: it reads these to refuse a gated variant and to re-run the self-check."""
+    paths: dict[str, list[str]] = {}
+    for step in steps:
+        if step.graph_file:
+            paths.setdefault(step.graph_file, []).append(f"{step.name}/{version}/model.onnx")
+    check = card.self_check
+    if check is not None:
+        with np.load(kserve / check.file) as golden:
+            arrays = {f"{path}|{key.split('|', 1)[1]}": golden[key]
+                      for key in golden.files for path in paths.get(key.split("|", 1)[0], [])}
+        np.savez(root / check.file, **arrays)
+        check = check.model_copy(update={"tolerance": {
+            path: tolerance for file, tolerance in check.tolerance.items() for path in paths.get(file, [])}})
+    dump_card(card.model_copy(update={"self_check": check}), root / CARD_FILE)
+
+
 def write_repository(
     out: Path,
     summary: RepositoryCard,
@@ -61,6 +83,7 @@ def write_repository(
             dump_card(card, kserve / CARD_FILE)
             for layout, directory in zip(LAYOUTS, (triton_dir, triton_python_dir), strict=True):
                 write_triton(directory(staging, precision), layout, steps, summary.version, kserve, serving)
+                write_triton_card(directory(staging, precision), card, steps, summary.version, kserve)
         dump_card(summary, staging / CARD_FILE)
         if final.exists():
             shutil.rmtree(final)

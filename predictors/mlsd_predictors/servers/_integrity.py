@@ -47,10 +47,15 @@ def _compare(kind: str, card_tensors, graph: dict[str, tuple[str, tuple]], where
                                   f"{list(shape)} in the card")
 
 
+def onnx_session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def checked_session(model_dir: Path, file: str, card, threads: int = 0) -> ort.InferenceSession:
     """An onnxruntime session for `file`, after checking it loads and matches the card's graph entry."""
-    from ._model import onnx_session
-
     path = Path(model_dir) / file
     if not path.is_file():
         raise RepositoryError(f"{path}: missing (the card lists it)")

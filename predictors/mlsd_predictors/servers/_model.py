@@ -34,13 +34,6 @@ from ._errors import MalformedRequest, ServingError, UnknownInput
 from ._signature import RawTensor, Signature, TensorSpec, check_inputs
 
 
-def onnx_session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def _v1_tensors(body: Mapping[str, Any], signature: Signature) -> list[RawTensor]:
     instances = body.get("instances", body.get("inputs"))
     if not isinstance(instances, list) or not instances:

@@ -146,3 +146,47 @@ def test_int8_variants_compute_the_same_on_an_avx2_only_cpu(repository_out: Path
     results = on_emulated_cpu(*built, eight_bit)
     assert all(results[str(v)] == "ok" for v in built), results
     assert "self-check failed" in results[str(eight_bit)], results
+
+
+def triton_layout(repository_out: Path, case: str, precision: str, tmp_path: Path) -> Path:
+    copy = tmp_path / f"{case}-{precision}"
+    shutil.copytree(repository_out / case / str(VERSION) / "triton" / precision, copy)
+    return copy
+
+
+def test_the_triton_layout_carries_the_card_and_rows_keyed_by_model_path(repository_out: Path) -> None:
+    for case in ("visual-search", "video-recommendation"):
+        root = repository_out / case / str(VERSION) / "triton" / "int8"
+        card = load_servable(root)
+        assert card.self_check.tolerance and all(
+            (root / path).is_file() and path.endswith(f"/{VERSION}/model.onnx") for path in card.self_check.tolerance)
+
+
+@pytest.mark.parametrize("case", ["visual-search", "video-recommendation"])
+def test_the_model_puller_runs_the_self_check_before_anything_lands(repository_out: Path, tmp_path: Path,
+                                                                    case: str) -> None:
+    from mlsd_predictors.pull import PullError, Rewrite, pull
+
+    source = triton_layout(repository_out, case, "int8", tmp_path)
+    assert case in pull(str(source), tmp_path / "ok", case, Rewrite("KIND_CPU"))
+    card = load_servable(source)
+    path = next(iter(card.self_check.tolerance))
+    with np.load(source / card.self_check.file) as golden:
+        arrays = {k: golden[k] for k in golden.files}
+    key = next(k for k in arrays if k.startswith(f"{path}|out|"))
+    arrays[key] = arrays[key] + np.float32(3 * card.self_check.tolerance[path])
+    np.savez(source / card.self_check.file, **arrays)
+    with pytest.raises(PullError, match="self-check failed"):
+        pull(str(source), tmp_path / "refused", case, Rewrite("KIND_CPU"))
+    assert not any((tmp_path / "refused").iterdir()), "a refused variant must leave the model directory empty"
+
+
+def test_the_model_puller_refuses_a_gated_variant(repository_out: Path, tmp_path: Path) -> None:
+    from mlsd_predictors.pull import main
+
+    source = triton_layout(repository_out, "ad-click-prediction", "int8", tmp_path)
+    raw = json.loads((source / "model-card.json").read_text())
+    raw.update(servable=False, notServableReason="auc is 2.00% worse than fp32 (relative), over the 1.00% threshold")
+    (source / "model-card.json").write_text(json.dumps(raw))
+    assert main([f"--source={source}", f"--dest={tmp_path / 'dest'}", "--model-name=ad-click-prediction",
+                 "--instance-kind=KIND_CPU"]) == 2
