@@ -4,10 +4,12 @@ Importing this module registers the handlers, so `kopf run -m mlsd_operator.cont
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
@@ -161,29 +163,40 @@ def _has_rollout(spec: kopf.Spec, **_: Any) -> bool:
     return bool(spec.get("canary") or spec.get("shadow"))
 
 
+@contextlib.contextmanager
+def _periodic(body: kopf.Body, memo: kopf.Memo, *, unavailable: str, delay: float) -> Iterator[None]:
+    """What a timer that reads Prometheus and writes status does with a failure: one warning Event a
+    minute per object (not one per tick) while Prometheus is away; a 409 (the object moved on since it
+    was read) is left to the next tick; any other refusal or a lost connection retries at the next tick,
+    not after kopf's 60 s back-off (a restarted API server answers 403 until its RBAC cache is warm)."""
+    try:
+        yield
+    except PrometheusError as error:
+        uid = body.get("metadata", {}).get("uid")
+        warned = memo.setdefault(f"warned_{unavailable}", {})
+        if time.monotonic() - warned.get(uid, 0.0) > 60:
+            kopf.warn(body, reason=unavailable, message=str(error))
+            warned[uid] = time.monotonic()
+        raise kopf.TemporaryError(str(error), delay=delay) from None
+    except ApiException as error:
+        if error.status == 409:
+            return
+        raise kopf.TemporaryError(f"API server refused the tick ({error.status} {error.reason}), next tick retries",
+                                  delay=delay) from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise kopf.TemporaryError(f"API server unreachable ({error}), next tick retries", delay=delay) from None
+
+
+def _post(body: kopf.Body, events: list[tuple[str, str, str]]) -> None:
+    for event_type, reason, message in events:
+        kopf.event(body, type=event_type, reason=reason, message=message)
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=ROLLOUT_TICK_SECONDS, when=_has_rollout)
 def rollout(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     """Progressive delivery: analyse, then advance, promote, roll back, pause or abort."""
-    try:
-        result = tick(memo.kube, dict(body), memo.settings, memo.prometheus)
-    except PrometheusError as error:
-        # One warning Event a minute per object, not one per tick, while Prometheus is away.
-        last = memo.setdefault("prometheus_warned", {}).get(body.get("metadata", {}).get("uid"), 0.0)
-        if time.monotonic() - last > 60:
-            kopf.warn(body, reason="AnalysisUnavailable", message=str(error))
-            memo["prometheus_warned"][body.get("metadata", {}).get("uid")] = time.monotonic()
-        raise kopf.TemporaryError(str(error), delay=ROLLOUT_TICK_SECONDS) from None
-    except ApiException as error:
-        if error.status == 409:      # the object moved on since this tick read it: next tick decides
-            return
-        # Also a 403 or 404: a restarted API server refuses requests until its RBAC cache is warm.
-        raise kopf.TemporaryError(f"API server refused the tick ({error.status} {error.reason}), next tick retries",
-                                  delay=ROLLOUT_TICK_SECONDS) from None
-    except (urllib3.exceptions.HTTPError, OSError) as error:
-        raise kopf.TemporaryError(f"API server unreachable ({error}), next tick retries",
-                                  delay=ROLLOUT_TICK_SECONDS) from None
-    for event_type, reason, message in result.events:
-        kopf.event(body, type=event_type, reason=reason, message=message)
+    with _periodic(body, memo, unavailable="AnalysisUnavailable", delay=ROLLOUT_TICK_SECONDS):
+        _post(body, tick(memo.kube, dict(body), memo.settings, memo.prometheus).events)
 
 
 def _has_drift(spec: kopf.Spec, **_: Any) -> bool:
@@ -194,28 +207,11 @@ def _has_drift(spec: kopf.Spec, **_: Any) -> bool:
 def drift_check(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     """Drift monitoring: once per spec.drift.interval, PSI per feature vs the card's references; Drifted
     condition, Events, and at most one retraining per cooldown."""
-    try:
+    with _periodic(body, memo, unavailable="DriftCheckUnavailable", delay=DRIFT_TICK_SECONDS):
         result = drift.check(memo.kube, dict(body), memo.settings, memo.prometheus)
-    except PrometheusError as error:
-        last = memo.setdefault("drift_prometheus_warned", {}).get(body.get("metadata", {}).get("uid"), 0.0)
-        if time.monotonic() - last > 60:
-            kopf.warn(body, reason="DriftCheckUnavailable", message=str(error))
-            memo["drift_prometheus_warned"][body.get("metadata", {}).get("uid")] = time.monotonic()
-        raise kopf.TemporaryError(str(error), delay=DRIFT_TICK_SECONDS) from None
-    except ApiException as error:
-        if error.status == 409:      # the object moved on since this check read it: the next one decides
-            return
-        if _transient(error):
-            raise kopf.TemporaryError(f"API server unavailable ({error.status}), next check retries",
-                                      delay=DRIFT_TICK_SECONDS) from None
-        raise
-    except (urllib3.exceptions.HTTPError, OSError) as error:
-        raise kopf.TemporaryError(f"API server unreachable ({error}), next check retries",
-                                  delay=DRIFT_TICK_SECONDS) from None
-    for event_type, reason, message in result.events:
-        kopf.event(body, type=event_type, reason=reason, message=message)
-    if result.checked:
-        logger.debug("drift checked: %s", (result.events or "no change"))
+        _post(body, result.events)
+        if result.checked:
+            logger.debug("drift checked: %s", (result.events or "no change"))
 
 
 # Watch events, not an on.update(field=...) handler: kopf leaves annotations under its own storage
