@@ -9,6 +9,7 @@ if [[ -x hack/control-plane.sh ]]; then
     hack/control-plane.sh build
 fi
 hack/helm.sh build
+hack/vegeta.sh build
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

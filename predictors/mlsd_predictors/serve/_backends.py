@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -20,6 +21,18 @@ from mlsd_predictors.servers._triton import TritonServer
 from ._plan import Track
 
 HOST = "127.0.0.1"
+BACKEND_STOP_SECONDS = 2.0
+"""SIGTERM, then SIGKILL after this long: a server still answering a burst must not hold `mlsd serve`."""
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process that started it dies, however it dies
+    (a SIGKILLed `mlsd serve` cannot stop its servers itself; they must not linger holding ports)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass     # not Linux: stop() still ends them on every orderly exit
 
 
 def free_port() -> int:
@@ -84,13 +97,13 @@ class Backend:
 
     def stop(self) -> None:
         if self.triton is not None:
-            self.triton.stop()
+            self.triton.stop(BACKEND_STOP_SECONDS)
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(15)
+                self.process.wait(BACKEND_STOP_SECONDS)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)    # its own session: any helpers it started too
                 self.process.wait()
 
 
@@ -108,7 +121,8 @@ def start_backend(mdep: ModelDeployment, track: Track, workdir: Path) -> Backend
         if batching is not None:
             command += [f"--max_batch_size={batching.max_batch_size}", f"--max_latency_ms={batching.max_latency_ms}"]
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                       preexec_fn=die_with_parent)
         return Backend(track, case, http, grpc, http, log_path, process=process)
     repository = workdir / track.name / "models"
     rewrite = Rewrite("KIND_CPU", batching.max_batch_size if batching else None,
@@ -120,5 +134,5 @@ def start_backend(mdep: ModelDeployment, track: Track, workdir: Path) -> Backend
     args, triton_env = server.command()
     with open(log_path, "wb") as log:
         server.process = subprocess.Popen(args, env=triton_env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
+                                          start_new_session=True, preexec_fn=die_with_parent)
     return Backend(track, case, http, grpc, metrics, log_path, triton=server)

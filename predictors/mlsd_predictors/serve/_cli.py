@@ -22,6 +22,9 @@ def serve(
                                     help="Where pvc:// storageUris point locally (pvc://claim/<path> -> DIR/<path>)."),
     small: bool = typer.Option(False, "--small", help="Build missing models at the small (test) size."),
     build: bool = typer.Option(True, "--build/--no-build", help="Build missing model versions with `mlsd build`."),
+    max_inflight: int = typer.Option(None, "--max-inflight", min=1, show_default=False,
+                                     help="Infer requests the front door forwards at once (default 64); "
+                                          "beyond, 503 + Retry-After at once."),
 ) -> None:
     """Serve a ModelDeployment locally: build missing versions, start each track, split and mirror traffic."""
     from ._run import LocalDeployment, run
@@ -36,7 +39,7 @@ def serve(
     except PlanError as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
-    deployment = LocalDeployment(mdep, models_dir, canary_percent, port, grpc_port, small, build)
+    deployment = LocalDeployment(mdep, models_dir, canary_percent, port, grpc_port, small, build, max_inflight)
 
     def on_ready(d: LocalDeployment) -> None:
         status.stop()

@@ -10,6 +10,12 @@
 - Other v2 endpoints (health, metadata) answer from the stable track; `/metrics` merges every
   track's series, each sample labelled with its `track` (and `version`) where it did not say.
 - gRPC: the same split and mirroring for `ModelInfer`, as opaque bytes (no decoding on the way).
+- Admission: at most `max_inflight` infer requests are forwarded at once (HTTP and gRPC together);
+  beyond that a request is answered at once with 503 + Retry-After (gRPC RESOURCE_EXHAUSTED), never
+  queued. The HTTP client's pool has a connection for every admitted request, so nothing waits in
+  it: a pool that queues thousands of requests is where an earlier front door wedged under an
+  open-loop burst (httpcore re-scans its whole queue on every event). Mirrors have their own,
+  smaller budget and are dropped (counted) when it is spent: a shadow never slows the served path.
 """
 
 from __future__ import annotations
@@ -128,9 +134,34 @@ class Routing:
         return self.shadow if self.mirror is not None and self.mirror.take() else None
 
 
+DEFAULT_MAX_INFLIGHT = 64
+RETRY_AFTER_SECONDS = 1
+
+
+class Admission:
+    """A non-blocking in-flight budget: `enter()` is False when it is spent (the caller sheds)."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max in-flight must be at least 1, got {limit}")
+        self.limit = limit
+        self.inflight = 0
+
+    def enter(self) -> bool:
+        if self.inflight >= self.limit:
+            return False
+        self.inflight += 1
+        return True
+
+    def leave(self) -> None:
+        self.inflight -= 1
+
+
 class FrontDoorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.shed = Counter("mlsd_frontdoor_shed_requests", "Infer requests answered 503 at once: the front door "
+                            "was at its in-flight limit.", ("protocol",), registry=self.registry)
         self.routed = Counter("mlsd_frontdoor_requests", "Infer requests routed by the front door.",
                               ("track", "version", "protocol", "code"), registry=self.registry)
         self.mirrored = Counter("mlsd_frontdoor_mirrored_requests", "Infer requests mirrored to the shadow.",
@@ -184,8 +215,13 @@ async def merged_metrics(client: httpx.AsyncClient, backends: Sequence[Backend],
     return generate_latest(registry) + generate_latest(own)
 
 
-def http_app(backends: Sequence[Backend], routing: Routing, metrics: FrontDoorMetrics) -> Starlette:
-    client = httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=httpx.Limits(max_connections=256))
+def http_app(backends: Sequence[Backend], routing: Routing, metrics: FrontDoorMetrics,
+             admission: Admission | None = None) -> Starlette:
+    admission = admission or Admission(DEFAULT_MAX_INFLIGHT)
+    mirrors = Admission(max(1, admission.limit // 4))
+    connections = admission.limit + mirrors.limit + 8          # + health, metadata and metrics calls
+    client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, pool=5.0),
+                               limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
     stable = routing.primary["stable"]
     background: set[asyncio.Task] = set()
 
@@ -198,6 +234,8 @@ def http_app(backends: Sequence[Backend], routing: Routing, metrics: FrontDoorMe
             outcome = "ok" if response.status_code < 400 else f"http_{response.status_code}"
         except httpx.HTTPError:
             outcome = "unreachable"
+        finally:
+            mirrors.leave()
         metrics.mirrored.labels("shadow", target.track.version, "http", outcome).inc()
         if outcome == "ok" and served.status_code == 200:
             length = "inference-header-content-length"
@@ -205,17 +243,28 @@ def http_app(backends: Sequence[Backend], routing: Routing, metrics: FrontDoorMe
                             rest_outputs(response.content, response.headers.get(length)))
 
     async def infer(request: Request) -> Response:
-        body = await request.body()
-        headers = forwarded(request)
-        target = routing.choose()
-        shadow = routing.mirror_to()
-        path = request.url.path
+        if not admission.enter():
+            metrics.shed.labels("http").inc()
+            return JSONResponse({"error": f"front door at capacity ({admission.limit} requests in flight): "
+                                          "retry later"},
+                                status_code=503, headers={"retry-after": str(RETRY_AFTER_SECONDS)})
         try:
-            response = await client.post(f"{target.http_url}{path}", content=body, headers=headers)
-        except httpx.HTTPError as err:
-            metrics.routed.labels(target.track.name, target.track.version, "http", "502").inc()
-            return JSONResponse({"error": f"{target.track.name} track unreachable: {err}"}, status_code=502)
+            body = await request.body()
+            headers = forwarded(request)
+            target = routing.choose()
+            path = request.url.path
+            try:
+                response = await client.post(f"{target.http_url}{path}", content=body, headers=headers)
+            except httpx.HTTPError as err:
+                metrics.routed.labels(target.track.name, target.track.version, "http", "502").inc()
+                return JSONResponse({"error": f"{target.track.name} track unreachable: {err}"}, status_code=502)
+        finally:
+            admission.leave()
         metrics.routed.labels(target.track.name, target.track.version, "http", str(response.status_code)).inc()
+        shadow = routing.mirror_to()
+        if shadow is not None and not mirrors.enter():
+            metrics.mirrored.labels("shadow", shadow.track.version, "http", "dropped").inc()
+            shadow = None
         if shadow is not None:
             task = asyncio.get_running_loop().create_task(mirror(shadow, path, body, headers, response))
             background.add(task)
@@ -264,9 +313,11 @@ def http_app(backends: Sequence[Backend], routing: Routing, metrics: FrontDoorMe
 class GrpcFrontDoor:
     """Forwards the v2 gRPC service as raw bytes; ModelInfer is split and mirrored."""
 
-    def __init__(self, routing: Routing, metrics: FrontDoorMetrics) -> None:
+    def __init__(self, routing: Routing, metrics: FrontDoorMetrics, admission: Admission | None = None) -> None:
         self.routing = routing
         self.metrics = metrics
+        self.admission = admission or Admission(DEFAULT_MAX_INFLIGHT)
+        self.mirrors = Admission(max(1, self.admission.limit // 4))
         self.channels = {b.track.name: grpc.aio.insecure_channel(b.grpc_target)
                          for b in [*routing.primary.values(), *([routing.shadow] if routing.shadow else [])]}
         self.background: set[asyncio.Task] = set()
@@ -280,6 +331,8 @@ class GrpcFrontDoor:
             outcome = "ok"
         except grpc.aio.AioRpcError as err:
             outcome = err.code().name.lower()
+        finally:
+            self.mirrors.leave()
         self.metrics.mirrored.labels("shadow", backend.track.version, "grpc", outcome).inc()
         if outcome == "ok":
             self.metrics.compare(backend.track.version, grpc_outputs(served), grpc_outputs(response))
@@ -296,6 +349,11 @@ class GrpcFrontDoor:
                 async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
                     metadata = tuple((k, v) for k, v in context.invocation_metadata() if not k.startswith(":"))
                     is_infer = method.endswith("/ModelInfer")
+                    if is_infer and not front.admission.enter():
+                        front.metrics.shed.labels("grpc").inc()
+                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                            f"front door at capacity ({front.admission.limit} requests in flight): "
+                                            "retry later")
                     target = front.routing.choose() if is_infer else front.routing.primary["stable"]
                     try:
                         response = await front._call(target.track.name, method)(request, metadata=metadata, timeout=60)
@@ -304,9 +362,15 @@ class GrpcFrontDoor:
                             front.metrics.routed.labels(target.track.name, target.track.version, "grpc",
                                                         err.code().name.lower()).inc()
                         await context.abort(err.code(), err.details() or "")
+                    finally:
+                        if is_infer:
+                            front.admission.leave()
                     if is_infer:
                         front.metrics.routed.labels(target.track.name, target.track.version, "grpc", "ok").inc()
                         shadow = front.routing.mirror_to()
+                        if shadow is not None and not front.mirrors.enter():
+                            front.metrics.mirrored.labels("shadow", shadow.track.version, "grpc", "dropped").inc()
+                            shadow = None
                         if shadow is not None:
                             task = asyncio.get_running_loop().create_task(
                                 front._mirror(shadow, method, request, metadata, response))

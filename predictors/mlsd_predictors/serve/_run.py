@@ -17,10 +17,13 @@ import uvicorn
 from mlsd_operator.api import ModelDeployment
 
 from ._backends import HOST, Backend, start_backend
-from ._frontdoor import FrontDoorMetrics, GrpcFrontDoor, Routing, http_app
+from ._frontdoor import DEFAULT_MAX_INFLIGHT, Admission, FrontDoorMetrics, GrpcFrontDoor, Routing, http_app
 from ._plan import Track, build_missing, plan
 
 Progress = Callable[[str], None]
+SHUTDOWN_GRACE_SECONDS = 2.0
+"""After SIGINT/SIGTERM: how long requests in flight may finish before the front door cuts them;
+the track servers then get BACKEND_STOP_SECONDS, so `mlsd serve` ends within 5 s even under load."""
 
 
 @dataclass
@@ -32,6 +35,7 @@ class LocalDeployment:
     grpc_port: int = 8001
     small: bool = False
     build: bool = True
+    max_inflight: int | None = None
     workdir: Path | None = None
     tracks: list[Track] = field(default_factory=list)
     backends: list[Backend] = field(default_factory=list)
@@ -56,18 +60,22 @@ class LocalDeployment:
                 future.result()
 
     def stop(self) -> None:
-        for backend in reversed(self.backends):
-            backend.stop()
+        """Stops every track's server at once (each gets SIGTERM, then SIGKILL after a short grace)."""
+        if self.backends:
+            with ThreadPoolExecutor(len(self.backends)) as pool:
+                list(pool.map(Backend.stop, self.backends))
         self.backends.clear()
 
     async def serve_front_door(self, on_ready: Callable[[], None], stop: asyncio.Event) -> None:
         routing = Routing.of(self.backends)
         metrics = FrontDoorMetrics()
-        config = uvicorn.Config(http_app(self.backends, routing, metrics), host=HOST, port=self.http_port,
-                                log_level="warning", lifespan="on")
+        admission = Admission(self.max_inflight or DEFAULT_MAX_INFLIGHT)      # one budget for REST and gRPC
+        # In-flight requests get SHUTDOWN_GRACE_SECONDS to finish once a stop is asked; then they are cut.
+        config = uvicorn.Config(http_app(self.backends, routing, metrics, admission), host=HOST, port=self.http_port,
+                                log_level="warning", lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None   # ours, below, stop everything in order
-        grpc_front = GrpcFrontDoor(routing, metrics)
+        grpc_front = GrpcFrontDoor(routing, metrics, admission)
         grpc_server = grpc.aio.server()
         grpc_server.add_generic_rpc_handlers((grpc_front.handler(),))
         grpc_server.add_insecure_port(f"{HOST}:{self.grpc_port}")
@@ -81,8 +89,7 @@ class LocalDeployment:
         on_ready()
         await stop.wait()
         server.should_exit = True
-        await task
-        await grpc_server.stop(grace=3)
+        await asyncio.gather(grpc_server.stop(grace=SHUTDOWN_GRACE_SECONDS), task)
         await grpc_front.close()
 
 
