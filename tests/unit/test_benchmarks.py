@@ -179,3 +179,18 @@ def test_audit_counts_filter_the_operator_and_the_window_across_rotated_files(tm
     start = 1767225610.0     # 2026-01-01T00:00:10Z
     counts = operator_ready.audit_counts(tmp_path / "bench-audit.log", start, start + 10)
     assert counts == {"patch deployments": 1, "patch modeldeployments/status": 1}
+
+
+def test_open_loop_cells_and_the_sustainable_rate():
+    from benchmarks.openloop import Cell, cell_from_report, summary, sustainable
+
+    report = {"requests": 1000, "status_codes": {"200": 900, "503": 90, "0": 10},
+              "latencies": {"50th": 2_000_000, "99th": 30_000_000}}
+    cell = cell_from_report("front door", "200 candidates", 200, 100, 10.0, report)
+    assert (cell.answered, cell.shed, cell.failed, cell.p50_ms, cell.p99_ms) == (900, 90, 10, 2.0, 30.0)
+    assert cell.rows_per_second == 900 * 200 / 10 and not cell.sustained
+    ok = Cell("front door", "200 candidates", 200, 50, 500, 500, 0, 0, 1.0, 20.0, 10.0)
+    slow = Cell("front door", "200 candidates", 200, 75, 750, 750, 0, 0, 1.0, 26.0, 10.0)
+    assert sustainable([ok, slow, cell]) == {("front door", "200 candidates"): 50}
+    assert sustainable([slow]) == {("front door", "200 candidates"): 0}
+    assert "0.50x of 20,000" in summary([ok], {"200 candidates": 20_000.0})
