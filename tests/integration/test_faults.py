@@ -260,19 +260,37 @@ def test_etcd_stopped_mid_rollout(plane, api, supervised, ns, monitor):
            f"{len(supervised.exits) - exits}")
 
 
+def canary_weight(api, ns: str, name: str) -> int | None:
+    try:
+        route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", ns, "httproutes", name)
+    except ApiException:
+        return None
+    return next((ref.get("weight", 1) for rule in route["spec"].get("rules") or []
+                 for ref in rule.get("backendRefs") or [] if ref["name"] == f"{name}-v2"), 0)
+
+
 def test_a_canary_losing_its_pods_holds_the_rollout(plane, api, supervised, ns, monitor):
     """The deterministic form of what the etcd outage may cause: the canary's pods stop being
     Ready mid-rollout (here: reported NotReady as a kubelet would on failing readiness probes)."""
     name = "unready"
     apply(plane, ns, rollout_manifest(name, [10, 20, 30, 40], interval="2s"))
     wait(supervised, lambda: (step_of(api, ns, name) or 0) >= 1, "step 2 of the canary")
+    # The pods go once the route carries the step: status is written before the route, so status
+    # alone would let the test pull the pods between the two writes (the operator then keeps the
+    # route's weight, but the monitor would see that only if it sampled in between).
+    steps = [10, 20, 30, 40]
+    wait(supervised, lambda: canary_weight(api, ns, name) == steps[step_of(api, ns, name) or 0],
+         "the route to carry the status's step")
     assert set_pods_ready(api, ns, f"mlsd.io/model-deployment={name},mlsd.io/version=2", False) >= 1
     apps = client.AppsV1Api(api)
     wait(supervised, lambda: not apps.read_namespaced_deployment(f"{name}-v2", ns).status.available_replicas,
          "the canary Deployment to have no available replica")
     held = step_of(api, ns, name)
+    weight = canary_weight(api, ns, name)
     time.sleep(8)                                  # four intervals
     assert step_of(api, ns, name) == held and not promoted(api, ns, name), "advanced onto an unready canary"
+    assert canary_weight(api, ns, name) <= weight, "the route gave the unready canary more traffic"
     set_pods_ready(api, ns, f"mlsd.io/model-deployment={name},mlsd.io/version=2", True)
     returned = time.monotonic()
     seconds = converge(supervised, api, ns, [name], "after the canary's pods were Ready again")

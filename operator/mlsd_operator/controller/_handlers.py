@@ -196,7 +196,10 @@ def _post(body: kopf.Body, events: list[tuple[str, str, str]]) -> None:
 def rollout(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     """Progressive delivery: analyse, then advance, promote, roll back, pause or abort."""
     with _periodic(body, memo, unavailable="AnalysisUnavailable", delay=ROLLOUT_TICK_SECONDS):
-        _post(body, tick(memo.kube, dict(body), memo.settings, memo.prometheus).events)
+        result = tick(memo.kube, dict(body), memo.settings, memo.prometheus)
+        _post(body, result.events)
+        if result.step is not None:
+            logger.debug("rollout tick: %s (%s)", result.step.action.value, result.step.reason)
 
 
 def _has_drift(spec: kopf.Spec, **_: Any) -> bool:

@@ -31,7 +31,7 @@ HISTORY_LIMIT = 50
 OUTCOMES = {Action.PROMOTE: "Promoted", Action.ROLLBACK: "RolledBack", Action.ABORT: "Aborted"}
 RAISES_CANARY = frozenset({Action.ADVANCE, Action.PROMOTE})
 """Steps that give the canary more traffic (all of it, on promotion)."""
-CONFLICT_ATTEMPTS = 3
+CONFLICT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -80,19 +80,20 @@ def _write_step(kube: Kube, mdep: ModelDeployment, body: dict[str, Any], step: S
     written again only if nothing it was decided from changed: a writer elsewhere that keeps touching
     the object (labels, annotations of other tools) must not starve the rollout."""
     namespace, name = mdep.metadata.namespace, mdep.metadata.name
-    for _ in range(CONFLICT_ATTEMPTS):
+    for attempt in range(CONFLICT_ATTEMPTS):
         if step.action in RAISES_CANARY and not _canary_available(kube, mdep):
             return "canary has no available replica"
+        if attempt:     # re-read last, so that the resourceVersion is as fresh as it can be at the write
+            fresh = kube.get_model_deployment(namespace, name)
+            if fresh is None or _decided_on(fresh) != _decided_on(body):
+                return "the object changed since this step was decided; the next tick decides again"
+            body = fresh
         try:
             kube.patch_status(namespace, name, patch, resource_version=body["metadata"].get("resourceVersion"))
             return None
         except ApiException as error:
             if error.status != 409:
                 raise
-        fresh = kube.get_model_deployment(namespace, name)
-        if fresh is None or _decided_on(fresh) != _decided_on(body):
-            return "the object changed since this step was decided; the next tick decides again"
-        body = fresh
     return f"status write refused {CONFLICT_ATTEMPTS} times by conflicting writers; the next tick retries"
 
 

@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from mlsd_operator.api import ModelDeployment, Runtime
 from mlsd_operator.builders import TrafficState, UnsupportedSpec, build_children, version_name
 from mlsd_operator.builders._common import pod_selector
+from mlsd_operator.builders._config import RenderConfig
+from mlsd_operator.builders._triton import build_route
 from mlsd_operator.builders._kserve import KSERVE_API
 
 KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"
@@ -74,6 +76,34 @@ def _observe(kube: Kube, mdep: ModelDeployment, traffic: TrafficState) -> st.Obs
     return st.Observation(tracks)
 
 
+def _routed_canary_percent(route: dict[str, Any] | None, backend: str) -> int:
+    for rule in ((route or {}).get("spec") or {}).get("rules") or []:
+        for ref in rule.get("backendRefs") or []:
+            if ref.get("name") == backend:
+                return int(ref.get("weight", 1))
+    return 0
+
+
+def _route_within_availability(kube: Kube, mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState,
+                               route: dict[str, Any]) -> dict[str, Any]:
+    """The route as built, unless it would raise the canary's weight while the canary has no available
+    replica: then the weight it has now is kept. Status may say more (a step decided while the canary
+    was available, whose route write came after its pods went); traffic follows once they are back.
+    Checked right before the route is written, after every other child."""
+    if not traffic.canary_percent or mdep.spec.canary is None:
+        return route
+    version = mdep.spec.canary.model.version
+    namespace = mdep.metadata.namespace
+    canary = st.observe_deployment(version, kube.get("apps/v1", "Deployment", namespace, version_name(mdep, version)))
+    if canary.available:
+        return route
+    applied = _routed_canary_percent(kube.get(route["apiVersion"], "HTTPRoute", namespace, route["metadata"]["name"]),
+                                     version_name(mdep, version))
+    if applied >= traffic.canary_percent:
+        return route
+    return build_route(mdep, config, TrafficState(applied))
+
+
 def _start_canary(mdep: ModelDeployment, traffic: TrafficState, observed: st.Observation,
                   current: dict[str, Any]) -> TrafficState:
     """A dark canary gets its first step once it is available; a started one follows edited steps."""
@@ -105,7 +135,9 @@ def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, a
         for child in desired:
             if not kube.served(child["apiVersion"], child["kind"]):
                 raise WaitingForDependency(str(MissingApi(child["apiVersion"], child["kind"])))
-        for child in desired:
+        for child in desired:          # the HTTPRoute, which carries the split, comes last
+            if child["kind"] == "HTTPRoute":
+                child = _route_within_availability(kube, mdep, config, traffic, child)
             try:
                 action = kube.apply(child, uid)
             except OwnershipConflict as error:
