@@ -147,3 +147,17 @@ def test_a_refused_canary_degrades_the_model_deployment_while_stable_serves():
     assert conditions(status)["Degraded"] == ("True", "ModelRefused")
     message = next(c["message"] for c in status["conditions"] if c["type"] == "Degraded")
     assert message.startswith("version 2: model refused") and "self-check failed" in message
+
+
+def test_a_status_patch_writes_only_the_nested_fields_that_changed():
+    """A reconcile that read the object before the rollout tick's last write computes its status from
+    the old step: its patch must carry only what it changed (ready replicas), never the step."""
+    stale = {"phase": "Progressing", "canary": {"version": "2", "step": 1, "trafficPercent": 20, "failedAnalyses": 0,
+                                                "readyReplicas": 1, "lastAnalysis": {"result": "Pass"}}}
+    desired = {"phase": "Progressing", "canary": {**stale["canary"], "readyReplicas": 2}}
+    assert st.status_patch(stale, desired) == {"canary": {"readyReplicas": 2}}
+    # A new canary version replaces the old one's fields; ones it does not set are removed.
+    fresh = {"phase": "Progressing", "canary": {"version": "3", "step": 0, "trafficPercent": 0, "failedAnalyses": 0,
+                                                "readyReplicas": 0}}
+    assert st.status_patch(stale, fresh) == {"canary": {"version": "3", "step": 0, "trafficPercent": 0,
+                                                        "readyReplicas": 0, "lastAnalysis": None}}

@@ -287,7 +287,17 @@ def status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dic
     if _without_times({k: v for k, v in current.items() if v is not None}) == \
             _without_times({k: v for k, v in desired.items() if v is not None}):
         return None
-    patch = {k: v for k, v in desired.items() if current.get(k) != v}
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = current.get(key)
+        if old == value:
+            continue
+        if isinstance(old, dict) and isinstance(value, dict):
+            # Only the fields that changed: a reconcile working from a body older than the rollout
+            # tick's last write must not write the tick's fields (step, counters) back as they were.
+            patch[key] = {k: v for k, v in value.items() if old.get(k) != v} | {k: None for k in old if k not in value}
+        else:
+            patch[key] = value
     for key in current:
         if key not in desired:
             patch[key] = None
