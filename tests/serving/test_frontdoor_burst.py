@@ -83,7 +83,9 @@ def test_a_burst_is_shed_at_once_and_nothing_is_lost(serving: Serve, tmp_path: P
           f"p50 {report['latencies']['50th'] / 1e6:.1f} ms, p99 {report['latencies']['99th'] / 1e6:.1f} ms")
     # Every request got an answer: 200, or 503 at once. No timeouts, no resets, no other error.
     assert set(codes) <= {200, 503}, (codes, report.get("errors"))
-    assert answered + shed == report["requests"] == RATE * SECONDS
+    assert answered + shed == report["requests"]
+    # vegeta paces by the clock: its last tick may or may not fall inside the duration.
+    assert report["requests"] >= RATE * SECONDS - RATE // 100, report["requests"]
     assert answered > 0
     assert report["latencies"]["max"] < 5e9, "a request waited as long as the client's timeout: it was queued"
     assert serving.metric("mlsd_frontdoor_shed_requests", protocol="http") == shed
