@@ -24,7 +24,7 @@ from mlsd_operator.rollout import (
 
 from ._kube import Kube
 from ._metrics import ROLLOUT_DECISIONS
-from ._reconcile import _observe, parse, reconcile
+from ._reconcile import canary_available, parse, reconcile
 from ._settings import OperatorSettings
 
 HISTORY_LIMIT = 50
@@ -55,11 +55,6 @@ def _promoted(mdep: ModelDeployment, status: dict[str, Any]) -> bool:
     return any(h.get("version") == version and h.get("outcome") == "Promoted" for h in status.get("history") or [])
 
 
-def _canary_available(kube: Kube, mdep: ModelDeployment) -> bool:
-    track = _observe(kube, mdep, TrafficState.from_status(mdep)).tracks.get(mdep.spec.canary.model.version)
-    return bool(track and track.available)
-
-
 def _decided_on(body: dict[str, Any]) -> tuple[Any, ...]:
     """What a step is decided from: if any of it changed, the decision is stale."""
     metadata, status = body.get("metadata") or {}, body.get("status") or {}
@@ -81,7 +76,7 @@ def _write_step(kube: Kube, mdep: ModelDeployment, body: dict[str, Any], step: S
     the object (labels, annotations of other tools) must not starve the rollout."""
     namespace, name = mdep.metadata.namespace, mdep.metadata.name
     for attempt in range(CONFLICT_ATTEMPTS):
-        if step.action in RAISES_CANARY and not _canary_available(kube, mdep):
+        if step.action in RAISES_CANARY and not canary_available(kube, mdep):
             return "canary has no available replica"
         if attempt:     # re-read last, so that the resourceVersion is as fresh as it can be at the write
             fresh = kube.get_model_deployment(namespace, name)
@@ -115,7 +110,7 @@ def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheu
         return TickResult(None, events)            # not started yet, or already rolled back
     annotations = mdep.metadata.annotations or {}
     control = parse_control(annotations.get(CONTROL_ANNOTATION))
-    if control not in (Control.ABORT, Control.PAUSED) and not _canary_available(kube, mdep):
+    if control not in (Control.ABORT, Control.PAUSED) and not canary_available(kube, mdep):
         # Its pods went away after it started (node loss, eviction, a control-plane outage): more
         # traffic, or all of it on promotion, must not go to a track that cannot serve it.
         return TickResult(Step(Action.HOLD, "canary has no available replica"), events)

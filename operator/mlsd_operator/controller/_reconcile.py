@@ -68,12 +68,31 @@ def _observe(kube: Kube, mdep: ModelDeployment, traffic: TrafficState) -> st.Obs
         return st.Observation(tracks, url)
     tracks = {}
     for v in versions:
-        track = st.observe_deployment(v, kube.get("apps/v1", "Deployment", namespace, version_name(mdep, v)))
+        track = _deployment_track(kube, mdep, v)
         if track.exists and not track.available:
             selector = ",".join(f"{k}={value}" for k, value in pod_selector(mdep, v).items())
             track = st.with_refusal(track, kube.pods(namespace, selector))
         tracks[v] = track
     return st.Observation(tracks)
+
+
+def _deployment_track(kube: Kube, mdep: ModelDeployment, version: str) -> st.TrackObservation:
+    """One Triton track as its Deployment reports it."""
+    return st.observe_deployment(version, kube.get("apps/v1", "Deployment", mdep.metadata.namespace,
+                                                   version_name(mdep, version)))
+
+
+def canary_available(kube: Kube, mdep: ModelDeployment) -> bool:
+    """Whether the canary has an available replica right now: one GET of what reports it (its
+    Deployment, or the InferenceService), no pods read. For checks right before a write that would
+    give the canary more traffic."""
+    version = mdep.spec.canary.model.version
+    if mdep.spec.runtime == Runtime.KSERVE:
+        isvc = kube.get(KSERVE_API, "InferenceService", mdep.metadata.namespace, mdep.metadata.name)
+        track = st.observe_inference_service(st.track_names(mdep, TrafficState.from_status(mdep)), isvc).get(version)
+    else:
+        track = _deployment_track(kube, mdep, version)
+    return bool(track and track.available)
 
 
 def _routed_canary_percent(route: dict[str, Any] | None, backend: str) -> int:
@@ -92,13 +111,11 @@ def _route_within_availability(kube: Kube, mdep: ModelDeployment, config: Render
     Checked right before the route is written, after every other child."""
     if not traffic.canary_percent or mdep.spec.canary is None:
         return route
-    version = mdep.spec.canary.model.version
-    namespace = mdep.metadata.namespace
-    canary = st.observe_deployment(version, kube.get("apps/v1", "Deployment", namespace, version_name(mdep, version)))
-    if canary.available:
+    if canary_available(kube, mdep):
         return route
-    applied = _routed_canary_percent(kube.get(route["apiVersion"], "HTTPRoute", namespace, route["metadata"]["name"]),
-                                     version_name(mdep, version))
+    applied = _routed_canary_percent(
+        kube.get(route["apiVersion"], "HTTPRoute", mdep.metadata.namespace, route["metadata"]["name"]),
+        version_name(mdep, mdep.spec.canary.model.version))
     if applied >= traffic.canary_percent:
         return route
     return build_route(mdep, config, TrafficState(applied))
