@@ -46,7 +46,7 @@ def environment() -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     try:
-        from mlsd_operator.controlplane import KUBE_VERSION
+        from mlsd_devcluster import KUBE_VERSION
         versions["kubernetes (control plane)"] = KUBE_VERSION
     except ImportError:
         pass

@@ -44,9 +44,9 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from benchmarks._stats import growth, percentiles
 from mlsd_operator import _yaml
-from mlsd_operator.api import ModelDeployment
+from mlsd_contract.api import ModelDeployment
 from mlsd_operator.builders import build_children
-from mlsd_operator.controlplane import ControlPlane, FakeNode
+from mlsd_devcluster import ControlPlane, FakeNode
 
 OPERATOR_USER = "system:serviceaccount:mlsd-system:mlsd-operator"
 COMPONENT_QPS = ["--kube-api-qps=200", "--kube-api-burst=400"]

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlsd_operator import _yaml
-from mlsd_operator.controlplane import ControlPlane
+from mlsd_devcluster import ControlPlane
 
 NAMESPACE, NAME = "demo", "ad-ctr"
 

@@ -1,3 +1,3 @@
-from mlsd_operator.cli import main
+from mlsd_contract.cli import main
 
 main()

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from mlsd_operator import _yaml
-from mlsd_operator.api import GatewayRef, ModelDeployment, crd, validate_manifest
+from mlsd_contract.api import GatewayRef, ModelDeployment, crd, validate_manifest
 from mlsd_operator.builders import RenderConfig, TrafficState, UnsupportedSpec, build_children
 
 _err = Console(stderr=True, soft_wrap=True)

@@ -4,7 +4,19 @@ This top level is torch-free: the operator and servers import cards and names fr
 and export live in `mlsd_predictors.build` and `mlsd_predictors.casestudies` (need the `models` extra).
 """
 
+from mlsd_contract import (
+    CARD_FILE,
+    CASE_STUDIES,
+    PRECISIONS,
+    Precision,
+    kserve_dir,
+    repository_root,
+    triton_dir,
+    triton_python_dir,
+)
+
 from ._card import (
+    DEFAULT_MAX_RELATIVE_DROP,
     GraphCard,
     Histogram,
     Latency,
@@ -16,17 +28,6 @@ from ._card import (
     check_servable,
     load_card,
     load_repository_card,
-)
-from ._contract import (
-    CARD_FILE,
-    CASE_STUDIES,
-    DEFAULT_MAX_RELATIVE_DROP,
-    PRECISIONS,
-    Precision,
-    kserve_dir,
-    repository_root,
-    triton_dir,
-    triton_python_dir,
 )
 from ._report import figures_table, quality_table
 from ._errors import CardError, NotServableError, ParityError, PredictorError, RepositoryExistsError

@@ -13,8 +13,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from ._contract import CARD_FILE, Precision
+from mlsd_contract import CARD_FILE, Precision
+
 from ._errors import CardError, NotServableError
+
+DEFAULT_MAX_RELATIVE_DROP = 0.01
+"""A variant whose primary metric is more than 1% (relative) worse than fp32 is not servable."""
 
 
 class _Schema(BaseModel):

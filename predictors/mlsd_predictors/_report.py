@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._card import load_repository_card
-from ._contract import CASE_STUDIES, repository_root
+from mlsd_contract import CASE_STUDIES, repository_root
 
 
 def figures_table(out: Path | str, version: int) -> str:

@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ._contract import CASE_STUDIES, DEFAULT_MAX_RELATIVE_DROP, repository_root
+from mlsd_contract import CASE_STUDIES, repository_root
+
+from ._card import DEFAULT_MAX_RELATIVE_DROP
 from ._errors import PredictorError
 
 if TYPE_CHECKING:

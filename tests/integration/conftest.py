@@ -2,7 +2,7 @@
 
 Fixtures (stable interface; other integration tests build on it):
 
-- `control_plane` (session): a started `mlsd_operator.controlplane.ControlPlane` with
+- `control_plane` (session): a started `mlsd_devcluster.ControlPlane` with
   controller-manager, scheduler and kwok with 2 CPU nodes (`kwok-cpu-0/1`) and 2 GPU nodes
   (`kwok-gpu-0/1`: 4 `nvidia.com/gpu` each, label `nvidia.com/gpu.product=NVIDIA-L4`,
   `mlsd.io/accelerator=gpu`, taint `nvidia.com/gpu=present:NoSchedule`; CPU nodes carry
@@ -33,7 +33,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from mlsd_operator.controlplane import ControlPlane, MissingBinariesError
+from mlsd_devcluster import ControlPlane, MissingBinariesError
 
 T = TypeVar("T")
 _HERE = Path(__file__).parent

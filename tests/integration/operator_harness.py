@@ -17,7 +17,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
-from mlsd_operator.api import crd
+from mlsd_contract.api import crd
 from tests.conftest import REPO, upstream_crds_dir
 
 

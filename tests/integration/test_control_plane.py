@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from mlsd_operator.controlplane import (
+from mlsd_devcluster import (
     ACCELERATOR_LABEL,
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
@@ -263,7 +263,7 @@ def test_stops_and_cleans_up_after_an_error() -> None:
 def test_killed_test_process_leaves_no_control_plane_behind(tmp_path: Path, wait_for) -> None:
     script = (
         "import json, sys, time\n"
-        "from mlsd_operator.controlplane import ControlPlane\n"
+        "from mlsd_devcluster import ControlPlane\n"
         f"plane = ControlPlane(work_dir={str(tmp_path)!r}).start()\n"
         "print(json.dumps(plane.pids()), flush=True)\n"
         "time.sleep(600)\n"
@@ -286,7 +286,7 @@ def test_killed_test_process_leaves_no_control_plane_behind(tmp_path: Path, wait
 
 
 def test_retries_when_a_picked_port_gets_taken(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlsd_operator.controlplane import _launcher
+    from mlsd_devcluster import _launcher
 
     honest = _launcher._free_ports
     squatter = socket.socket()

@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from mlsd_operator import _yaml
-from mlsd_operator.api import crd
-from mlsd_operator.controlplane import KubectlError
+from mlsd_contract.api import crd
+from mlsd_devcluster import KubectlError
 from tests.conftest import SAMPLES, manifest
 from tests.unit.test_api_rules import INVALID
 
 
 
 def _rule_messages() -> set[str]:
-    from mlsd_operator.api import _types
+    from mlsd_contract.api import _types
     return {rule.message for name in dir(_types) for rule in getattr(getattr(_types, name), "rules", ())
             if isinstance(getattr(_types, name), type)}
 

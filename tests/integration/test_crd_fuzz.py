@@ -1,5 +1,5 @@
 """Schema fuzz against the real API server: for every generated manifest (tests/fuzz_manifests.py),
-`mlsd_operator.api.validate_manifest` and a server-side dry-run create of the generated CRD (strict
+`mlsd_contract.api.validate_manifest` and a server-side dry-run create of the generated CRD (strict
 field validation, as kubectl sends it) agree on accept/reject, and whatever the server accepts and
 stores (defaults applied) parses in Python too, since that is what the operator reads.
 
@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
-from mlsd_operator.api import GROUP, PLURAL, VERSION, crd, validate_manifest
+from mlsd_contract.api import GROUP, PLURAL, VERSION, crd, validate_manifest
 from tests.fuzz_manifests import FUZZ_EXAMPLES, mutated_manifests
 
 

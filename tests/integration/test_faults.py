@@ -31,7 +31,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
-from mlsd_operator.controlplane import ControlPlane
+from mlsd_devcluster import ControlPlane
 from tests.conftest import manifest
 from tests.integration.fault_harness import (
     GROUP, PLURAL, VERSION, Supervisor, TcpProxy, TrafficMonitor, children_report, clean, kubelet_resync,

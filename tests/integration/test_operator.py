@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from mlsd_operator import _yaml
-from mlsd_operator.controlplane import ControlPlane, KubectlError
+from mlsd_devcluster import ControlPlane, KubectlError
 from tests.conftest import REPO, canary, manifest
 from tests.integration.operator_harness import OperatorProcess, eventually, install_crds, model_store
 

@@ -30,9 +30,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
-from mlsd_operator.api import ModelDeployment
+from mlsd_contract.api import ModelDeployment
 from mlsd_operator.builders import TrafficState, build_children
-from mlsd_operator.controlplane import ControlPlane
+from mlsd_devcluster import ControlPlane
 from tests.conftest import REPO, SAMPLES, canary, manifest
 from tests.integration.fault_harness import GROUP, PLURAL, VERSION
 from tests.integration.operator_harness import OperatorProcess, eventually, install_crds

@@ -8,7 +8,7 @@ import datetime
 
 from hypothesis import given, settings
 
-from mlsd_operator.api import ModelDeployment, validate_manifest
+from mlsd_contract.api import ModelDeployment, validate_manifest
 from tests.fuzz_manifests import FUZZ_EXAMPLES, mutated_manifests
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlsd_operator.api import ModelDeployment, validate_manifest
+from mlsd_contract.api import ModelDeployment, validate_manifest
 from tests.conftest import SAMPLES, canary, manifest
 from mlsd_operator import _yaml
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlsd_operator import _yaml
-from mlsd_operator.api import GatewayRef, ModelDeployment
+from mlsd_contract.api import GatewayRef, ModelDeployment
 from mlsd_operator.builders import (
     RenderConfig, TrafficState, UnsupportedSpec, build_children, decide_accelerator,
 )

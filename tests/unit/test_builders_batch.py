@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mlsd_operator.api import ModelDeployment
+from mlsd_contract.api import ModelDeployment
 from mlsd_operator.builders import (
     RenderConfig, UnsupportedSpec, build_batch_job, build_children, build_retraining_job,
 )

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from mlsd_operator import _yaml
-from mlsd_operator.api import crd, validate_manifest
-from mlsd_operator.controlplane._binaries import MissingBinariesError, find_binaries
+from mlsd_contract.api import crd, validate_manifest
+from mlsd_devcluster._binaries import MissingBinariesError, find_binaries
 from tests.conftest import REPO, SAMPLES
 from tests.schemas import KUBERNETES_VERSION, validate
 

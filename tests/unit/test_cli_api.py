@@ -8,7 +8,7 @@ import sys
 import yaml
 
 from mlsd_operator import _yaml
-from mlsd_operator.api import crd
+from mlsd_contract.api import crd
 from tests.conftest import REPO, SAMPLES, canary, manifest
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from mlsd_operator import _yaml
-from mlsd_operator.api import crd
+from mlsd_contract.api import crd
 from tests.conftest import REPO
 
 CRD_FILE = REPO / "manifests" / "crds" / "mlsd.io_modeldeployments.yaml"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlsd_operator.api import DriftMonitoring
+from mlsd_contract.api import DriftMonitoring
 from mlsd_operator.controller._drift import Reason, assess
 
 SPEC = DriftMonitoring(window="1h", threshold=0.2, minSamples=1000)

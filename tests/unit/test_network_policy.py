@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlsd_operator.api import GatewayRef, ModelDeployment
+from mlsd_contract.api import GatewayRef, ModelDeployment
 from mlsd_operator.builders import RenderConfig, build_children, build_network_policy
 from mlsd_operator.controller._settings import OperatorSettings
 from tests import schemas

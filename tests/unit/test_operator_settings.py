@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlsd_operator.api import Toleration
+from mlsd_contract.api import Toleration
 from mlsd_operator.controller import OperatorSettings
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from mlsd_operator.api import Analysis, Canary
+from mlsd_contract.api import Analysis, Canary
 from mlsd_operator.rollout import (
     Action, Control, Decision, TrackMetrics, analyze, decide, format_time, parse_control, per_bucket_counts, psi,
 )

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mlsd_operator.api import ModelDeployment, validate_manifest
+from mlsd_contract.api import ModelDeployment, validate_manifest
 from mlsd_operator.builders import RenderConfig, TrafficState, build_children
 from tests import schemas
 from tests.conftest import canary, manifest

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from mlsd_operator.api import ModelDeployment, Runtime
+from mlsd_contract.api import ModelDeployment, Runtime
 
 from ._common import (
     ANNOTATION_PLACEMENT, LABEL_CASE_STUDY, LABEL_DEPLOYMENT, LABEL_TRACK, LABEL_VERSION,

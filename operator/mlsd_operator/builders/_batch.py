@@ -14,7 +14,8 @@ import hashlib
 import json
 from typing import Any
 
-from mlsd_operator.api import ModelDeployment, parse_duration
+from mlsd_contract import KSERVE_LAYOUT
+from mlsd_contract.api import ModelDeployment, parse_duration
 
 from . import _common as c
 from ._config import RenderConfig
@@ -70,7 +71,7 @@ def _job_spec(mdep: ModelDeployment, config: RenderConfig) -> dict[str, Any]:
     _check_cluster_uri("batch.output", batch.output)
     c.check_pullable(spec.model, spec.runtime)
     volumes = _Volumes()
-    model_uri = c.variant_uri(spec.model, "kserve")
+    model_uri = c.variant_uri(spec.model, KSERVE_LAYOUT)
     model_dir = volumes.path(model_uri) if model_uri.startswith("pvc://") else model_uri
     input_path = volumes.path(batch.input)
     output_path = volumes.path(batch.output, write=True)

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mlsd_operator.api import (
+import mlsd_contract as contract
+from mlsd_contract.api import (
     API_VERSION, KIND, Accelerator, CaseStudy, ModelDeployment, ModelRef, Runtime,
 )
 
@@ -176,8 +177,8 @@ def placement(mdep: ModelDeployment, config: RenderConfig) -> PodPlacement:
 
 
 def variant_uri(model: ModelRef, layout: str) -> str:
-    """Where a precision variant lives inside a version's repository (see docs/models.md)."""
-    return f"{model.storage_uri.rstrip('/')}/{layout}/{model.precision.value}"
+    """Where a model's precision variant lives inside its version's repository (see docs/models.md)."""
+    return contract.variant_uri(model.storage_uri, layout, model.precision)
 
 
 def check_pullable(model: ModelRef, runtime: Runtime) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from mlsd_operator.api import GatewayRef, Toleration
+from mlsd_contract.api import GatewayRef, Toleration
 
 DEFAULT_PREDICTOR_IMAGE = "ghcr.io/mlsd-serving/predictor:0.1.0"
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"

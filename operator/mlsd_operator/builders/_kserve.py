@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlsd_operator.api import (
+from mlsd_contract import KSERVE_LAYOUT
+from mlsd_contract.api import (
     Batching, KServeDeploymentMode, ModelDeployment, ModelRef, Runtime, ScaleMetric, parse_duration,
 )
 
@@ -74,7 +75,7 @@ def _model_spec(mdep: ModelDeployment, model: ModelRef, pod: c.PodPlacement, tra
         "env": [{"name": "MLSD_TRACK", "value": track}, *_cache_env(mdep)],
         "runtime": runtime_name(mdep),
         "protocolVersion": "v2",
-        "storageUri": c.variant_uri(model, "kserve"),
+        "storageUri": c.variant_uri(model, KSERVE_LAYOUT),
         "resources": pod.resources,
     }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlsd_operator.api import ModelDeployment, Runtime
+from mlsd_contract.api import ModelDeployment, Runtime
 
 from ._common import LABEL_DEPLOYMENT, dns_name, labels, metadata
 from ._config import RenderConfig

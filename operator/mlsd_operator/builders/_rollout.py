@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlsd_operator.api import ModelDeployment, Outcome
+from mlsd_contract.api import ModelDeployment, Outcome
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlsd_operator.api import ModelDeployment, ModelRef, Runtime, ScaleMetric
+from mlsd_contract import TRITON_LAYOUT
+from mlsd_contract.api import ModelDeployment, ModelRef, Runtime, ScaleMetric
 
 from . import _common as c
 from ._config import RenderConfig
@@ -44,7 +45,7 @@ def tracks(mdep: ModelDeployment, traffic: TrafficState) -> list[Track]:
 
 def _pull_source(model: ModelRef) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     """The puller's source, plus the volume and mount a pvc:// URI needs."""
-    uri = c.variant_uri(model, "triton")
+    uri = c.variant_uri(model, TRITON_LAYOUT)
     if not uri.startswith("pvc://"):
         return uri, [], []
     claim, _, sub_path = uri.removeprefix("pvc://").partition("/")

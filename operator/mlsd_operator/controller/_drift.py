@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlsd_operator.api import DriftMonitoring, ModelDeployment, parse_duration
+from mlsd_contract.api import DriftMonitoring, ModelDeployment, parse_duration
 from mlsd_operator.builders import build_retraining_job, retraining_job_name
 from mlsd_operator.rollout import Prometheus, TrackSelector, format_time, parse_time, per_feature_bins, psi_against_reference
 from mlsd_operator.rollout import _promql as q

@@ -16,7 +16,7 @@ import kopf
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from mlsd_operator.api import GROUP, PLURAL, VERSION
+from mlsd_contract.api import GROUP, PLURAL, VERSION
 from mlsd_operator.builders import BATCH_RUN_ANNOTATION, LABEL_DEPLOYMENT
 from mlsd_operator.rollout import Prometheus, PrometheusError
 

@@ -12,7 +12,7 @@ from kubernetes import client, config as kube_config, dynamic
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
-from mlsd_operator.api import GROUP, PLURAL, VERSION
+from mlsd_contract.api import GROUP, PLURAL, VERSION
 from mlsd_operator.builders import LABEL_DEPLOYMENT
 
 FIELD_MANAGER = "mlsd-operator"

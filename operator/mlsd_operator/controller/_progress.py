@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from mlsd_operator.api import ModelDeployment, parse_duration
+from mlsd_contract.api import ModelDeployment, parse_duration
 from mlsd_operator.builders import TrafficState
 from mlsd_operator.rollout import (
     CONTROL_ANNOTATION, Action, Control, Prometheus, Step, TrackSelector, analysis_due, analyze, decide, drift,

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mlsd_operator.api import ModelDeployment, Runtime
+from mlsd_contract.api import ModelDeployment, Runtime
 from mlsd_operator.builders import TrafficState, UnsupportedSpec, build_children, version_name
 from mlsd_operator.builders._common import pod_selector
 from mlsd_operator.builders._config import RenderConfig

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mlsd_operator.builders import RenderConfig
 from mlsd_operator.builders._config import DEFAULT_PREDICTOR_IMAGE, DEFAULT_TRITON_IMAGE
-from mlsd_operator.api import GatewayRef, Toleration
+from mlsd_contract.api import GatewayRef, Toleration
 
 
 class OperatorSettings(BaseModel):

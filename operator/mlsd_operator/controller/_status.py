@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlsd_operator.api import ModelDeployment, Phase, Runtime
+from mlsd_contract.api import ModelDeployment, Phase, Runtime
 from mlsd_operator.builders import LABEL_DEPLOYMENT, LABEL_VERSION, TrafficState
 from mlsd_operator.rollout import format_time
 

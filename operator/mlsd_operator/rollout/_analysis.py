@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from mlsd_operator.api import Analysis
+from mlsd_contract.api import Analysis
 
 PSI_BINS = 10        # PSI over (at most) deciles of the expected distribution, as usually defined
 SMOOTHING = 0.5      # add-half counts per bin: finite PSI without a floor that explodes on sparse bins

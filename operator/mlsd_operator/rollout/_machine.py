@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from mlsd_operator.api import Canary, parse_duration
+from mlsd_contract.api import Canary, parse_duration
 
 from ._analysis import Decision, Verdict
 

@@ -11,16 +11,13 @@ from typing import Protocol
 
 import numpy as np
 
-from .._card import GraphCard, Histogram, MeasuredOn, ModelCard, QualityGate, RepositoryCard, SelfCheck, VariantSummary
-from .._contract import (
-    CASE_STUDIES,
-    DEFAULT_MAX_RELATIVE_DROP,
-    KSERVE,
-    PRECISIONS,
-    TRITON,
-    TRITON_PYTHON,
-    Precision,
-    repository_root,
+from mlsd_contract import (
+    CASE_STUDIES, KSERVE_LAYOUT, PRECISIONS, TRITON_LAYOUT, TRITON_PYTHON_LAYOUT, Precision, repository_root,
+)
+
+from .._card import (
+    DEFAULT_MAX_RELATIVE_DROP, GraphCard, Histogram, MeasuredOn, ModelCard, QualityGate, RepositoryCard, SelfCheck,
+    VariantSummary,
 )
 from .._errors import ParityError, RepositoryExistsError
 from .._host import host
@@ -247,7 +244,8 @@ def _variant_summary(card: ModelCard) -> VariantSummary:
         precision=p, servable=card.servable, not_servable_reason=card.not_servable_reason, metrics=card.metrics,
         relative_drop=card.relative_drop, parity_max_abs_error=card.parity_max_abs_error,
         latency_ms=card.latency_ms, size_bytes=card.size_bytes,
-        paths={"kserve": f"{KSERVE}/{p}", "triton": f"{TRITON}/{p}", "tritonPython": f"{TRITON_PYTHON}/{p}"},
+        paths={"kserve": f"{KSERVE_LAYOUT}/{p}", "triton": f"{TRITON_LAYOUT}/{p}",
+               "tritonPython": f"{TRITON_PYTHON_LAYOUT}/{p}"},
     )  # fmt: skip
 
 

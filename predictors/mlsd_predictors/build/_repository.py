@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._card import ModelCard, RepositoryCard, dump_card
-from .._contract import CARD_FILE, kserve_dir, repository_root, triton_dir, triton_python_dir
+from mlsd_contract import CARD_FILE, kserve_dir, repository_root, triton_dir, triton_python_dir
 from .._errors import RepositoryExistsError
 from ..casestudies import TritonStep
 from ._triton import LAYOUTS, Layout, Serving, render_config, template

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .._contract import TRITON, TRITON_PYTHON
+from mlsd_contract import TRITON_LAYOUT, TRITON_PYTHON_LAYOUT
 from ..casestudies import TritonStep
 
-Layout = Literal["triton", "triton-python"]
-LAYOUTS: tuple[Layout, ...] = (TRITON, TRITON_PYTHON)  # type: ignore[assignment]
+Layout = Literal["triton", "triton-python"]   # TRITON_LAYOUT, TRITON_PYTHON_LAYOUT
+LAYOUTS: tuple[Layout, ...] = (TRITON_LAYOUT, TRITON_PYTHON_LAYOUT)  # type: ignore[assignment]
 _TYPES = {
     "FP32": "TYPE_FP32", "FP16": "TYPE_FP16", "INT64": "TYPE_INT64", "INT32": "TYPE_INT32", "BYTES": "TYPE_STRING",
 }  # fmt: skip
@@ -37,7 +37,7 @@ def template(step: TritonStep, layout: Layout) -> str | None:
     """Which model.py (under build/_triton_models) a step needs in a layout, if any."""
     if step.kind == "ann":
         return "ann_model.py"
-    if step.kind == "onnx" and layout == TRITON_PYTHON:
+    if step.kind == "onnx" and layout == TRITON_PYTHON_LAYOUT:
         return "onnx_model.py"
     return None
 

@@ -16,7 +16,7 @@ from typing import ClassVar, Literal, Protocol
 import numpy as np
 import torch
 
-from .._contract import Precision
+from mlsd_contract import Precision
 
 Quantization = Literal["dynamic", "static"]
 Feeds = dict[str, np.ndarray]

@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlsd_operator.api import ModelDeployment, Runtime
+from mlsd_contract.api import ModelDeployment, Runtime
 from mlsd_predictors.pull import Rewrite, pull
 from mlsd_predictors.servers._triton import TritonServer
 

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from mlsd_operator.api import ModelDeployment, ModelRef, Runtime, validate_manifest
+from mlsd_contract.api import ModelDeployment, ModelRef, Runtime, validate_manifest
 
 DEFAULT_MODELS_DIR = Path(os.environ.get("MLSD_MODELS_DIR", Path.home() / ".cache" / "mlsd" / "models"))
 

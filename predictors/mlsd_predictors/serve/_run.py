@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import uvicorn
 
-from mlsd_operator.api import ModelDeployment
+from mlsd_contract.api import ModelDeployment
 
 from ._backends import HOST, Backend, start_backend
 from ._frontdoor import DEFAULT_MAX_INFLIGHT, Admission, FrontDoorMetrics, GrpcFrontDoor, Routing, http_app

@@ -24,6 +24,8 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from tritonclient.utils import np_to_triton_dtype
 
+from mlsd_contract.metrics import STAGES
+
 from . import _metrics
 from ._batcher import MicroBatcher
 from ._cache import PredictionCache
@@ -119,11 +121,11 @@ class CaseStudyModel(Model):
                                     max_latency_ms=self.max_latency_ms, workers=workers,
                                     on_batch=self.series.batch.labels(**self.labels).observe)
         self.series.info.labels(**self.labels, precision=self.card.precision, runtime="kserve").set(1)
-        for stage in _metrics.STAGES:   # export every series from the start, not after first traffic
+        for stage in STAGES:   # export every series from the start, not after first traffic
             self.series.duration.labels(**self.labels, stage=stage)
         # Children resolved once: a label lookup per metric per request adds up on small models.
         self._inflight = self.series.inflight.labels(**self.labels)
-        self._stage = {stage: self.series.duration.labels(**self.labels, stage=stage) for stage in _metrics.STAGES}
+        self._stage = {stage: self.series.duration.labels(**self.labels, stage=stage) for stage in STAGES}
         self._ok = self.series.requests.labels(**self.labels, code="200")
         # A new cache per load: its keys carry the version too, so nothing cached survives a version change.
         self.cache = PredictionCache(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlsd_operator.api import validate_manifest
+from mlsd_contract.api import validate_manifest
 from mlsd_predictors.serve._frontdoor import Mirror, WeightedRoundRobin
 from mlsd_predictors.serve._plan import PlanError, load_manifest, plan
 from tests.conftest import canary, manifest

@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from mlsd_predictors.servers._metrics import BATCH_BUCKETS, SCORE_BUCKETS
+from mlsd_contract.metrics import BATCH, BATCH_BUCKETS, SCORE, SCORE_BUCKETS
 
 
 class TritonPythonModel:
@@ -47,10 +47,9 @@ class TritonPythonModel:
             "case_study": params.get("mlsd_case_study", args["model_name"]),
         }
         self._families = [
-            pb_utils.MetricFamily(name="mlsd_batch_size", description="Rows per model execution.",
+            pb_utils.MetricFamily(name=BATCH.name, description=BATCH.help,
                                   kind=pb_utils.MetricFamily.HISTOGRAM),
-            pb_utils.MetricFamily(name="mlsd_prediction_score",
-                                  description="Distribution of each prediction's score (fixed buckets).",
+            pb_utils.MetricFamily(name=SCORE.name, description=SCORE.help,
                                   kind=pb_utils.MetricFamily.HISTOGRAM),
         ]
         self.batch_metric = self._families[0].Metric(labels=labels, buckets=list(BATCH_BUCKETS))

@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from .._names import CaseStudy, Precision, Runtime
 from ._rules import ApiModel, Rule
 
 GROUP = "mlsd.io"
@@ -17,24 +18,6 @@ KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ("mdep",)
-
-
-class CaseStudy(str, Enum):
-    VISUAL_SEARCH = "visual-search"
-    HARMFUL_CONTENT = "harmful-content"
-    VIDEO_RECOMMENDATION = "video-recommendation"
-    AD_CLICK_PREDICTION = "ad-click-prediction"
-
-
-class Runtime(str, Enum):
-    KSERVE = "kserve"
-    TRITON = "triton"
-
-
-class Precision(str, Enum):
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8 = "int8"
 
 
 class Accelerator(str, Enum):
@@ -97,8 +80,17 @@ def _defaulted(model: type[ApiModel]) -> Any:
     return Field(default_factory=model, json_schema_extra=lambda schema: schema.update(default=model().to_wire()))
 
 
+_DOTDOT_SEGMENT = "^[a-z0-9]+://(.*/)?[.][.](/.*)?$"
+"""A URI whose path holds a `..` segment, spelled once for CEL (RE2) and for Python's `re`."""
+
+
 def _has_dotdot_segment(uri: str) -> bool:
-    return re.search(r"(^|/)\.\.(/|$)", uri.split("://", 1)[-1]) is not None
+    return re.match(_DOTDOT_SEGMENT, uri) is not None
+
+
+def _no_dotdot_cel(field: str) -> str:
+    """CEL for "`self.<field>` holds no `..` path segment" (the field must be set)."""
+    return f"!self.{field}.matches('{_DOTDOT_SEGMENT}')"
 
 
 class ModelRef(ApiModel):
@@ -118,7 +110,7 @@ class ModelRef(ApiModel):
                     "The operator never reads it: pods reference it.")] = None
 
     rules: ClassVar = (
-        Rule(cel="!self.storageUri.matches('^[a-z0-9]+://(.*/)?[.][.](/.*)?$')",
+        Rule(cel=_no_dotdot_cel("storageUri"),
              message="storageUri must not contain '..' path segments",
              check=lambda m: not _has_dotdot_segment(m.storage_uri),
              field_path=".storageUri"),
@@ -290,8 +282,7 @@ class BatchPrediction(ApiModel):
              message="batch.output must differ from batch.input",
              check=lambda m: m.input != m.output,
              field_path=".output"),
-        Rule(cel="!self.output.matches('^[a-z]+://(.*/)?[.][.](/.*)?$') && "
-                 "!self.input.matches('^[a-z]+://(.*/)?[.][.](/.*)?$')",
+        Rule(cel=f"{_no_dotdot_cel('output')} && {_no_dotdot_cel('input')}",
              message="batch.input and batch.output must not contain '..' path segments",
              check=lambda m: not _has_dotdot_segment(m.input) and not _has_dotdot_segment(m.output),
              field_path=".output"),
@@ -347,7 +338,7 @@ class RetrainingJob(ApiModel):
     active_deadline: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN)] = "6h"
 
     rules: ClassVar = (
-        Rule(cel="!has(self.output) || !self.output.matches('^[a-z]+://(.*/)?[.][.](/.*)?$')",
+        Rule(cel=f"!has(self.output) || {_no_dotdot_cel('output')}",
              message="retraining.job.output must not contain '..' path segments",
              check=lambda m: m.output is None or not _has_dotdot_segment(m.output),
              field_path=".output"),

@@ -12,10 +12,15 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+try:   # the `dev` extra: the operator itself does not need it, so `mlsd` must load without it
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ModuleNotFoundError as err:
+    _MISSING: ModuleNotFoundError | None = err
+else:
+    _MISSING = None
 
 # Long enough for a dev cluster left running for a while, short enough to never be mistaken for
 # a real credential.
@@ -80,6 +85,9 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
 
 def write_pki(directory: Path) -> Pki:
     """Creates a CA, a serving cert for 127.0.0.1/localhost, an admin client cert and SA keys."""
+    if _MISSING is not None:
+        raise ModuleNotFoundError(f"the local control plane needs `cryptography` ({_MISSING}): "
+                                  "pip install -e '.[dev]' (hack/setup.sh installs it)") from _MISSING
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(
         ca_cert=directory / "ca.crt",

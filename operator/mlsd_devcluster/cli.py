@@ -116,7 +116,7 @@ def _up_detached(state_dir: Path, timeout: float) -> None:
     log_path = state_dir / _LOG_FILE
     with open(log_path, "wb") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "mlsd_operator.controlplane.cli", "up",
+            [sys.executable, "-m", "mlsd_devcluster.cli", "up",
              "--state-dir", str(state_dir), "--timeout", str(timeout)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives this shell and ignores its Ctrl-C

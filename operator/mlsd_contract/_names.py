@@ -1,0 +1,67 @@
+"""Names both packages agree on: case studies, runtimes, precisions and where a variant lives.
+
+The operator renders pods that read `<storageUri>/<layout>/<precision>`; `mlsd build` writes that
+tree and the predictor servers read it. This module is the one place the spelling lives.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+
+class CaseStudy(StrEnum):
+    VISUAL_SEARCH = "visual-search"
+    HARMFUL_CONTENT = "harmful-content"
+    VIDEO_RECOMMENDATION = "video-recommendation"
+    AD_CLICK_PREDICTION = "ad-click-prediction"
+
+
+class Runtime(StrEnum):
+    KSERVE = "kserve"
+    TRITON = "triton"
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+
+CASE_STUDIES: tuple[str, ...] = tuple(c.value for c in CaseStudy)
+PRECISIONS: tuple[Precision, ...] = tuple(Precision)
+
+# Layouts of one version's repository: the KServe layout (ONNX graphs + aux files + card), a Triton
+# repository for the onnxruntime backend, and the same repository on the Python backend.
+KSERVE_LAYOUT, TRITON_LAYOUT, TRITON_PYTHON_LAYOUT = "kserve", "triton", "triton-python"
+CARD_FILE = "model-card.json"
+
+
+def variant_uri(storage_uri: str, layout: str, precision: str) -> str:
+    """`<storageUri>/<layout>/<precision>`: one precision variant inside a version's repository."""
+    return f"{storage_uri.rstrip('/')}/{layout}/{Precision(precision).value}"
+
+
+def repository_root(out: Path, case_study: str, version: int | str) -> Path:
+    """`<out>/<case>/<V>`: what a ModelDeployment's storageUri points at."""
+    return Path(out) / case_study / str(version)
+
+
+def variant_dir(root: Path, layout: str, precision: str) -> Path:
+    """`variant_uri` on a local repository root."""
+    return Path(variant_uri(str(root), layout, precision))
+
+
+def kserve_dir(root: Path, precision: str) -> Path:
+    """model.onnx, model-card.json and auxiliary files (ANN index, catalogue) of one variant."""
+    return variant_dir(root, KSERVE_LAYOUT, precision)
+
+
+def triton_dir(root: Path, precision: str) -> Path:
+    """A Triton model repository (NGC image: onnxruntime backend for plain ONNX models)."""
+    return variant_dir(root, TRITON_LAYOUT, precision)
+
+
+def triton_python_dir(root: Path, precision: str) -> Path:
+    """The same repository with every model on the Python backend (tritonserver from nvidia-pytriton)."""
+    return variant_dir(root, TRITON_PYTHON_LAYOUT, precision)
