@@ -61,7 +61,6 @@ def serving_markdown(result: dict) -> list[str]:
 
 
 def operator_markdown(result: dict) -> list[str]:
-    s = result["scale"]
     lines = ["N Triton ModelDeployments applied at once (`kubectl apply --server-side`) into a fresh namespace; "
              "cells: median (min-max) over runs. children: every Deployment exists; Ready: every status.phase "
              "Ready (pods on kwok nodes); direct: the same rendered children applied with kubectl, no operator. "

@@ -17,7 +17,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,7 +64,7 @@ def run(models: Path, setup: Setup, small: bool, log: Callable[[str], None] = pr
                      "model": {"version": "1", "storageUri": f"file://{models / CASE / '1'}", "precision": "fp32"}}}))
         http, grpc = free_port(), free_port()
         with open(Path(tmp) / "serve.log", "wb") as out:
-            serve = subprocess.Popen([sys.executable, "-m", "mlsd_operator", "serve", str(manifest), "--no-build",
+            serve = subprocess.Popen([sys.executable, "-m", "mlsd_contract.cli", "serve", str(manifest), "--no-build",
                                       f"--port={http}", f"--grpc-port={grpc}"], stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         try:

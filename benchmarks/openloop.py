@@ -135,7 +135,7 @@ def measure(models: Path, rates: list[int], seconds: float, log=print) -> tuple[
                      "model": {"version": "1", "storageUri": f"file://{models / CASE / '1'}", "precision": "fp32"}}}))
         http = free_port()
         with open(work / "serve.log", "wb") as out:
-            serve = subprocess.Popen([sys.executable, "-m", "mlsd_operator", "serve", str(manifest), "--no-build",
+            serve = subprocess.Popen([sys.executable, "-m", "mlsd_contract.cli", "serve", str(manifest), "--no-build",
                                       f"--port={http}", f"--grpc-port={free_port()}"], stdout=out,
                                      stderr=subprocess.STDOUT)
         try:

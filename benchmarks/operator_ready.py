@@ -39,7 +39,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import psutil
 from kubernetes.watch.watch import iter_resp_lines
 
 from benchmarks._stats import growth, percentiles

@@ -305,7 +305,7 @@ def ensure_models(models: Path, cases: list[str], small: bool, log: Callable[[st
     for case in cases:
         if not (models / case / "1" / "model-card.json").is_file():
             log(f"building {case} v1 into {models} ({'small' if small else 'full size'}) ...")
-            subprocess.run([sys.executable, "-m", "mlsd_operator", "build", case, "--version", "1",
+            subprocess.run([sys.executable, "-m", "mlsd_contract.cli", "build", case, "--version", "1",
                             "--out", str(models), *(["--small"] if small else [])], check=True,
                            stdout=subprocess.DEVNULL)
 

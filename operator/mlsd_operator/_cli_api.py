@@ -11,7 +11,8 @@ from rich.console import Console
 
 from mlsd_operator import _yaml
 from mlsd_contract.api import GatewayRef, ModelDeployment, crd, validate_manifest
-from mlsd_operator.builders import RenderConfig, TrafficState, UnsupportedSpec, build_children
+from mlsd_contract.tracks import TrafficState
+from mlsd_operator.builders import RenderConfig, UnsupportedSpec, build_children
 
 _err = Console(stderr=True, soft_wrap=True)
 

@@ -27,13 +27,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from mlsd_devcluster import ControlPlane, MissingBinariesError
+
+if TYPE_CHECKING:
+    from tests.integration.rollout_harness import PrometheusServer
 
 T = TypeVar("T")
 _HERE = Path(__file__).parent

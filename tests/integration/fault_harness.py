@@ -16,7 +16,8 @@ from kubernetes import client
 
 from mlsd_operator import _yaml
 from mlsd_contract.api import ModelDeployment
-from mlsd_operator.builders import TrafficState, build_children
+from mlsd_contract.tracks import TrafficState
+from mlsd_operator.builders import build_children
 from mlsd_operator.controller._kube import CHILD_KINDS, Kube, ObjectKey, controller_uid
 from mlsd_operator.controller._settings import OperatorSettings
 

@@ -398,7 +398,7 @@ def test_conflicts_from_a_concurrent_writer(plane, api, supervised, ns, monitor)
     finally:
         writer.stop()
     stopped = time.monotonic()
-    seconds = converge(supervised, api, ns, [name], "after the concurrent writer stopped")
+    converge(supervised, api, ns, [name], "after the concurrent writer stopped")
     check_history_and_safety(api, ns, [name], monitor)
     deployment = client.AppsV1Api(api).read_namespaced_deployment(f"{name}-v2", ns)
     assert deployment.spec.template.spec.containers[0].image != "example.invalid/stale:0"

@@ -22,7 +22,7 @@ from tests.integration.operator_harness import OperatorProcess, install_crds
 from tests.integration.rollout_harness import (
     CASE, Predictor, Traffic, shifted_variant,
 )
-from tests.integration.test_operator import GROUP, PLURAL, VERSION, eventually, get_mdep, patch_spec, weights
+from tests.integration.test_operator import GROUP, PLURAL, VERSION, eventually, get_mdep, weights
 
 # Two small ad-click models trained with different seeds differ by a PSI of about 0.15 on their
 # scores; the shifted variant by about 3. The threshold sits between them.

@@ -31,7 +31,8 @@ from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
 from mlsd_contract.api import ModelDeployment
-from mlsd_operator.builders import TrafficState, build_children
+from mlsd_contract.tracks import TrafficState
+from mlsd_operator.builders import build_children
 from mlsd_devcluster import ControlPlane
 from tests.conftest import REPO, SAMPLES, canary, manifest
 from tests.integration.fault_harness import GROUP, PLURAL, VERSION

@@ -46,7 +46,7 @@ class Serve:
         self.log = log
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mlsd_operator", "serve", *args, f"--port={self.http}", f"--grpc-port={self.grpc}"],
+                [sys.executable, "-m", "mlsd_contract.cli", "serve", *args, f"--port={self.http}", f"--grpc-port={self.grpc}"],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
 
     def wait_ready(self, timeout: float = 240) -> None:

@@ -6,9 +6,8 @@ import pytest
 
 from mlsd_operator import _yaml
 from mlsd_contract.api import GatewayRef, ModelDeployment
-from mlsd_operator.builders import (
-    RenderConfig, TrafficState, UnsupportedSpec, build_children, decide_accelerator,
-)
+from mlsd_contract.tracks import TrafficState
+from mlsd_operator.builders import RenderConfig, UnsupportedSpec, build_children, decide_accelerator
 from tests import schemas
 from tests.conftest import SAMPLES, canary, manifest
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlsd_contract.api import ModelDeployment
-from mlsd_operator.builders import TrafficState
+from mlsd_contract.tracks import TrafficState
 from mlsd_operator.controller import _status as st
 from tests.conftest import canary, manifest
 

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from mlsd_contract.api import ModelDeployment, validate_manifest
-from mlsd_operator.builders import RenderConfig, TrafficState, build_children
+from mlsd_contract.tracks import TrafficState
+from mlsd_operator.builders import RenderConfig, build_children
 from tests import schemas
 from tests.conftest import canary, manifest
 

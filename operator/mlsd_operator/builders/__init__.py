@@ -3,10 +3,11 @@
 from typing import Any
 
 from mlsd_contract.api import ModelDeployment, Runtime
+from mlsd_contract.tracks import TrafficState
 
 from ._common import (
     ANNOTATION_PLACEMENT, LABEL_CASE_STUDY, LABEL_DEPLOYMENT, LABEL_TRACK, LABEL_VERSION,
-    TRACK_CANARY, TRACK_SHADOW, TRACK_STABLE, Decision, UnsupportedSpec, decide_accelerator, dns_name,
+    Decision, UnsupportedSpec, decide_accelerator, dns_name,
     labels, version_name,
 )
 from ._batch import (
@@ -15,8 +16,7 @@ from ._batch import (
 from ._config import RenderConfig
 from ._kserve import build_inference_service, build_kserve, build_serving_runtime
 from ._network import build_network_policy
-from ._rollout import TrafficState
-from ._triton import build_deployment, build_hpa, build_route, build_triton, tracks
+from ._triton import build_deployment, build_hpa, build_route, build_triton
 
 
 def build_children(mdep: ModelDeployment, config: RenderConfig | None = None,
@@ -39,8 +39,8 @@ __all__ = [
     "BATCH_RUN_ANNOTATION", "batch_name", "build_batch_cronjob", "build_batch_job", "build_retraining_job",
     "retraining_job_name",
     "ANNOTATION_PLACEMENT", "LABEL_CASE_STUDY", "LABEL_DEPLOYMENT", "LABEL_TRACK", "LABEL_VERSION",
-    "TRACK_CANARY", "TRACK_SHADOW", "TRACK_STABLE", "Decision", "RenderConfig", "TrafficState",
+    "Decision", "RenderConfig",
     "UnsupportedSpec", "build_children", "build_network_policy", "build_deployment", "build_hpa", "build_inference_service",
     "build_kserve", "build_route", "build_serving_runtime", "build_triton", "decide_accelerator",
-    "dns_name", "labels", "tracks", "version_name",
+    "dns_name", "labels", "version_name",
 ]

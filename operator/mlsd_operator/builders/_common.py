@@ -23,10 +23,6 @@ ANNOTATION_PLACEMENT = "mlsd.io/placement-reason"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
-TRACK_STABLE = "stable"
-TRACK_CANARY = "canary"
-TRACK_SHADOW = "shadow"
-
 
 class UnsupportedSpec(ValueError):
     """A spec the schema accepts but no cluster can run; the operator reports it as Failed."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from mlsd_contract import KSERVE_LAYOUT
+from mlsd_contract.tracks import CANARY, STABLE, TrafficState
 from mlsd_contract.api import (
     Batching, KServeDeploymentMode, ModelDeployment, ModelRef, Runtime, ScaleMetric, parse_duration,
 )
 
 from . import _common as c
 from ._config import RenderConfig
-from ._rollout import TrafficState
 
 KSERVE_API = "serving.kserve.io/v1beta1"
 KSERVE_RUNTIME_API = "serving.kserve.io/v1alpha1"
@@ -169,39 +169,38 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
     annotations = {"serving.kserve.io/deploymentMode": mode.value, c.ANNOTATION_PLACEMENT: pod.reason} | annotations
 
     predictor: dict[str, Any] = {
-        "model": _model_spec(mdep, spec.model, pod, c.TRACK_STABLE),
+        "model": _model_spec(mdep, spec.model, pod, STABLE),
         **scaling,
         **_placement_fields(pod),
         **_batcher(spec.batching),
         **_service_account(mdep, spec.model),
     }
     isvc_spec: dict[str, Any] = {"predictor": predictor}
-    canary_version = None
-    if spec.canary is not None and traffic.canary_percent is not None:
-        c.check_pullable(spec.canary.model, Runtime.KSERVE)
-        canary_version = spec.canary.model.version
+    canary = traffic.canary(mdep)
+    if canary is not None:
+        c.check_pullable(canary, Runtime.KSERVE)
         if mode == KServeDeploymentMode.STANDARD:
             isvc_spec["canary"] = [{
                 "trafficPercent": traffic.canary_percent,
                 "predictor": {
-                    "name": canary_predictor_name(mdep, canary_version),
+                    "name": canary_predictor_name(mdep, canary.version),
                     # The v0.20 CRD requires the canary model's container name (the stable one defaults).
-                    "model": {"name": "kserve-container", **_model_spec(mdep, spec.canary.model, pod, c.TRACK_CANARY)},
+                    "model": {"name": "kserve-container", **_model_spec(mdep, canary, pod, CANARY)},
                     **_placement_fields(pod),
                     **_batcher(spec.batching),
-                    **_service_account(mdep, spec.canary.model),
+                    **_service_account(mdep, canary),
                 },
             }]
         else:
             # Serverless: the latest revision is the canary; the previous one keeps serving as stable.
-            predictor["model"] = _model_spec(mdep, spec.canary.model, pod, c.TRACK_CANARY)
+            predictor["model"] = _model_spec(mdep, canary, pod, CANARY)
             predictor["canaryTrafficPercent"] = traffic.canary_percent
             predictor.pop("serviceAccountName", None)     # the new revision's pods are the canary's
-            predictor |= _service_account(mdep, spec.canary.model)
+            predictor |= _service_account(mdep, canary)
 
-    object_labels = c.labels(mdep, component="predictor", version=spec.model.version, track=c.TRACK_STABLE)
-    if canary_version is not None:
-        annotations["mlsd.io/canary-version"] = canary_version
+    object_labels = c.labels(mdep, component="predictor", version=spec.model.version, track=STABLE)
+    if canary is not None:
+        annotations["mlsd.io/canary-version"] = canary.version
     return {
         "apiVersion": KSERVE_API,
         "kind": "InferenceService",
@@ -212,11 +211,8 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
 
 def build_kserve(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState) -> list[dict[str, Any]]:
     accounts = []
-    tracked = [(mdep.spec.model, c.TRACK_STABLE)]
-    if mdep.spec.canary is not None and traffic.canary_percent is not None:
-        tracked.append((mdep.spec.canary.model, c.TRACK_CANARY))
-    for model, track in tracked:
-        if model.storage_secret_name is not None:
-            accounts.append(build_storage_service_account(mdep, model, track))
+    for track in traffic.tracks(mdep):
+        if not track.mirrored and track.model.storage_secret_name is not None:
+            accounts.append(build_storage_service_account(mdep, track.model, track.name))
     # ServiceAccounts first: KServe resolves them when it creates the predictor pods.
     return [*accounts, build_serving_runtime(mdep, config), build_inference_service(mdep, config, traffic)]

@@ -4,15 +4,14 @@ split (weighted backendRefs) and the shadow (RequestMirror filter)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from mlsd_contract import TRITON_LAYOUT
+from mlsd_contract.tracks import STABLE, Track, TrafficState
 from mlsd_contract.api import ModelDeployment, ModelRef, Runtime, ScaleMetric
 
 from . import _common as c
 from ._config import RenderConfig
-from ._rollout import TrafficState
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -25,22 +24,6 @@ PODS_METRIC = {
     ScaleMetric.CONCURRENCY: "nv_inference_pending_request_count",
     ScaleMetric.RPS: "nv_inference_request_success_per_second",
 }
-
-
-@dataclass(frozen=True)
-class Track:
-    name: str            # stable | canary | shadow
-    model: ModelRef
-
-
-def tracks(mdep: ModelDeployment, traffic: TrafficState) -> list[Track]:
-    spec = mdep.spec
-    out = [Track(c.TRACK_STABLE, spec.model)]
-    if spec.canary is not None and traffic.canary_percent is not None:
-        out.append(Track(c.TRACK_CANARY, spec.canary.model))
-    if spec.shadow is not None:
-        out.append(Track(c.TRACK_SHADOW, spec.shadow.model))
-    return out
 
 
 def _pull_source(model: ModelRef) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -213,7 +196,7 @@ def build_stable_service(mdep: ModelDeployment) -> dict[str, Any]:
     """`<name>`: always the stable version, for clients that do not go through a Gateway."""
     version = mdep.spec.model.version
     return _service(mdep, mdep.metadata.name,
-                    c.labels(mdep, component="front-door", version=version, track=c.TRACK_STABLE),
+                    c.labels(mdep, component="front-door", version=version, track=STABLE),
                     c.pod_selector(mdep, version))
 
 
@@ -231,7 +214,7 @@ def _hpa_metric(mdep: ModelDeployment) -> dict[str, Any]:
 def build_hpa(mdep: ModelDeployment, track: Track) -> dict[str, Any]:
     scaling = mdep.spec.autoscaling
     # Canary and shadow see a share of the traffic: they start at one replica and scale on the same target.
-    min_replicas = scaling.min_replicas if track.name == c.TRACK_STABLE else 1
+    min_replicas = scaling.min_replicas if track.name == STABLE else 1
     name = c.version_name(mdep, track.model.version)
     return {
         "apiVersion": "autoscaling/v2",
@@ -249,7 +232,7 @@ def build_hpa(mdep: ModelDeployment, track: Track) -> dict[str, Any]:
 
 
 def needs_route(mdep: ModelDeployment, traffic: TrafficState) -> bool:
-    return any(t.name != c.TRACK_STABLE for t in tracks(mdep, traffic)) or mdep.spec.gateway is not None
+    return len(traffic.tracks(mdep)) > 1 or mdep.spec.gateway is not None
 
 
 def build_route(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState) -> dict[str, Any]:
@@ -270,14 +253,13 @@ def build_route(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficSta
             ref["weight"] = weight
         return ref
 
-    canary_percent = traffic.canary_percent if mdep.spec.canary is not None else None
-    backends = [backend(mdep.spec.model.version, 100 - (canary_percent or 0))]
-    if canary_percent is not None:
-        backends.append(backend(mdep.spec.canary.model.version, canary_percent))
-    rule: dict[str, Any] = {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}
-    if mdep.spec.shadow is not None:
-        rule["filters"] = [{"type": "RequestMirror", "requestMirror": {
-            "backendRef": backend(mdep.spec.shadow.model.version), "percent": mdep.spec.shadow.percent}}]
+    live = [t for t in traffic.tracks(mdep) if not t.mirrored]
+    rule: dict[str, Any] = {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                            "backendRefs": [backend(t.version, t.percent) for t in live]}
+    rule["filters"] = [{"type": "RequestMirror", "requestMirror": {"backendRef": backend(t.version), "percent": t.percent}}
+                       for t in traffic.tracks(mdep) if t.mirrored]
+    if not rule["filters"]:
+        del rule["filters"]
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
@@ -288,7 +270,7 @@ def build_route(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficSta
 
 def build_triton(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState) -> list[dict[str, Any]]:
     children: list[dict[str, Any]] = []
-    for track in tracks(mdep, traffic):
+    for track in traffic.tracks(mdep):
         children += [build_deployment(mdep, track, config), build_track_service(mdep, track), build_hpa(mdep, track)]
     children.append(build_stable_service(mdep))
     if needs_route(mdep, traffic):

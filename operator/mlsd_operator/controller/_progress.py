@@ -15,8 +15,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from mlsd_contract.api import ModelDeployment, parse_duration
-from mlsd_operator.builders import TrafficState
+from mlsd_contract.api import ModelDeployment, Outcome, parse_duration
+from mlsd_contract.tracks import TrafficState, promoted
 from mlsd_operator.rollout import (
     CONTROL_ANNOTATION, Action, Control, Prometheus, Step, TrackSelector, analysis_due, analyze, decide, drift,
     format_time, parse_control, parse_time,
@@ -28,7 +28,7 @@ from ._reconcile import canary_available, parse, reconcile
 from ._settings import OperatorSettings
 
 HISTORY_LIMIT = 50
-OUTCOMES = {Action.PROMOTE: "Promoted", Action.ROLLBACK: "RolledBack", Action.ABORT: "Aborted"}
+OUTCOMES = {Action.PROMOTE: Outcome.PROMOTED, Action.ROLLBACK: Outcome.ROLLED_BACK, Action.ABORT: Outcome.ABORTED}
 RAISES_CANARY = frozenset({Action.ADVANCE, Action.PROMOTE})
 """Steps that give the canary more traffic (all of it, on promotion)."""
 CONFLICT_ATTEMPTS = 5
@@ -48,11 +48,6 @@ def _finish_promotion(kube: Kube, mdep: ModelDeployment) -> None:
     canary = mdep.spec.canary
     kube.patch_model_deployment(mdep.metadata.namespace, mdep.metadata.name,
                                 {"spec": {"model": canary.model.to_wire(), "canary": None}})
-
-
-def _promoted(mdep: ModelDeployment, status: dict[str, Any]) -> bool:
-    version = mdep.spec.canary.model.version
-    return any(h.get("version") == version and h.get("outcome") == "Promoted" for h in status.get("history") or [])
 
 
 def _decided_on(body: dict[str, Any]) -> tuple[Any, ...]:
@@ -102,7 +97,7 @@ def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheu
     canary = mdep.spec.canary
     if canary is None:
         return TickResult(None, events)
-    if _promoted(mdep, status):
+    if promoted(canary.model.version, status.get("history") or []):
         _finish_promotion(kube, mdep)
         return TickResult(None, events)
     current = status.get("canary") or {}
@@ -125,7 +120,7 @@ def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheu
 
     patch: dict[str, Any] = {"canary": {**current, **step.canary}}
     if step.ends_rollout:
-        entry = {"version": canary.model.version, "outcome": OUTCOMES[step.action], "at": format_time(now),
+        entry = {"version": canary.model.version, "outcome": OUTCOMES[step.action].value, "at": format_time(now),
                  "reason": step.reason[:1000]}
         patch["history"] = ((status.get("history") or []) + [entry])[-HISTORY_LIMIT:]
     dropped = _write_step(kube, mdep, body, step, patch)

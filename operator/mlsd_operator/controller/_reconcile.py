@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlsd_contract.api import ModelDeployment, Runtime
-from mlsd_operator.builders import TrafficState, UnsupportedSpec, build_children, version_name
+from mlsd_contract.tracks import TrafficState
+from mlsd_operator.builders import UnsupportedSpec, build_children, version_name
 from mlsd_operator.builders._common import pod_selector
 from mlsd_operator.builders._config import RenderConfig
 from mlsd_operator.builders._triton import build_route
@@ -56,7 +57,7 @@ def _observe(kube: Kube, mdep: ModelDeployment, traffic: TrafficState) -> st.Obs
     """Tracks as their workloads report them; pods are read only for a track that is not available,
     to tell a model its predictor refused (a Degraded condition naming why) from pods still starting."""
     namespace = mdep.metadata.namespace
-    versions = st.track_names(mdep, traffic)
+    versions = traffic.versions(mdep)
     if mdep.spec.runtime == Runtime.KSERVE:
         isvc = kube.get(KSERVE_API, "InferenceService", namespace, mdep.metadata.name)
         url = ((isvc or {}).get("status") or {}).get("url")
@@ -89,7 +90,7 @@ def canary_available(kube: Kube, mdep: ModelDeployment) -> bool:
     version = mdep.spec.canary.model.version
     if mdep.spec.runtime == Runtime.KSERVE:
         isvc = kube.get(KSERVE_API, "InferenceService", mdep.metadata.namespace, mdep.metadata.name)
-        track = st.observe_inference_service(st.track_names(mdep, TrafficState.from_status(mdep)), isvc).get(version)
+        track = st.observe_inference_service(TrafficState.from_status(mdep).versions(mdep), isvc).get(version)
     else:
         track = _deployment_track(kube, mdep, version)
     return bool(track and track.available)

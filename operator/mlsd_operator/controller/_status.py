@@ -9,8 +9,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlsd_contract.api import ModelDeployment, Phase, Runtime
-from mlsd_operator.builders import LABEL_DEPLOYMENT, LABEL_VERSION, TrafficState
+from mlsd_contract.api import CanaryStatus, ModelDeployment, Outcome, Phase, Runtime, ShadowStatus, TrackStatus
+from mlsd_contract.tracks import TrafficState, ending_entry
+from mlsd_operator.builders import LABEL_DEPLOYMENT, LABEL_VERSION
 from mlsd_operator.rollout import format_time
 
 READY = "Ready"
@@ -160,7 +161,8 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
     spec = mdep.spec
     generation = mdep.metadata.generation
     stable = observed.tracks.get(spec.model.version, TrackObservation(spec.model.version))
-    canary_version = spec.canary.model.version if spec.canary is not None and traffic.canary_percent is not None else None
+    canary_model = traffic.canary(mdep)
+    canary_version = canary_model.version if canary_model is not None else None
     canary = observed.tracks.get(canary_version) if canary_version else None
     failures = [t for t in observed.tracks.values() if t.failure]
 
@@ -190,17 +192,16 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
     else:
         conditions = set_condition(conditions, PROGRESSING, False, Reason.STABLE,
                                    "no rollout in progress", generation)
-    ended = ended_canary(mdep, current)
+    ended = ending_entry(mdep, current.get("history") or [])
     if failures:
         reason = Reason.MODEL_REFUSED if any(t.refused for t in failures) else Reason.DEPLOYMENT_FAILED
         conditions = set_condition(conditions, DEGRADED, True, reason,
                                    "; ".join(f"version {t.version}: {t.failure}" for t in failures), generation)
     elif ended is not None:
         # Stays until the spec names another canary: the stable track serves meanwhile.
-        reason = Reason.ROLLED_BACK if ended.get("outcome") == "RolledBack" else Reason.ABORTED
+        reason = Reason.ROLLED_BACK if ended.outcome == Outcome.ROLLED_BACK else Reason.ABORTED
         conditions = set_condition(conditions, DEGRADED, True, reason,
-                                   f"canary {ended.get('version')} {ended.get('outcome')}: {ended.get('reason')}",
-                                   generation)
+                                   f"canary {ended.version} {ended.outcome.value}: {ended.reason}", generation)
     else:
         conditions = set_condition(conditions, DEGRADED, False, Reason.AS_EXPECTED, "all tracks healthy", generation)
 
@@ -223,44 +224,31 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
         "replicas": stable.ready_replicas,
         "selector": f"{LABEL_DEPLOYMENT}={mdep.metadata.name},{LABEL_VERSION}={spec.model.version}",
         "conditions": conditions,
-        "stable": {"version": spec.model.version, "precision": spec.model.precision.value,
-                   "readyReplicas": stable.ready_replicas,
-                   "trafficPercent": 100 - (traffic.canary_percent or 0)},
+        "stable": TrackStatus(version=spec.model.version, precision=spec.model.precision,
+                              ready_replicas=stable.ready_replicas, traffic_percent=traffic.stable_percent).to_wire(),
     }
-    if canary_version:
-        previous = current.get("canary") or {}
-        same = previous.get("version") == canary_version
-        status["canary"] = {
-            **(previous if same else {}),
-            "version": canary_version,
-            "precision": spec.canary.model.precision.value,
-            "readyReplicas": canary.ready_replicas if canary else 0,
-            "trafficPercent": traffic.canary_percent,
-            "step": previous.get("step", 0) if same else 0,
-            "failedAnalyses": previous.get("failedAnalyses", 0) if same else 0,
-        }
+    if canary_model is not None:
+        # The rollout tick's fields (step, stepStartedAt, lastAnalysis, counters) carry over while the
+        # version stays; a new version starts from the model's defaults.
+        previous = CanaryStatus.model_validate(current.get("canary") or {})
+        kept = previous if previous.version == canary_version else CanaryStatus()
+        status["canary"] = kept.model_copy(update={
+            "version": canary_version, "precision": canary_model.precision,
+            "ready_replicas": canary.ready_replicas if canary else 0, "traffic_percent": traffic.canary_percent,
+        }).to_wire()
     else:
         status["canary"] = None
     if spec.shadow is not None:
         shadow = observed.tracks.get(spec.shadow.model.version)
-        status["shadow"] = {**(current.get("shadow") or {}), "version": spec.shadow.model.version,
-                            "readyReplicas": shadow.ready_replicas if shadow else 0, "percent": spec.shadow.percent}
+        status["shadow"] = ShadowStatus.model_validate(current.get("shadow") or {}).model_copy(update={
+            "version": spec.shadow.model.version, "ready_replicas": shadow.ready_replicas if shadow else 0,
+            "percent": spec.shadow.percent,
+        }).to_wire()
     else:
         status["shadow"] = None
     if spec.drift is None:
         status["drift"] = None      # the drift check's verdict goes with spec.drift; retraining history stays
     return status
-
-
-def ended_canary(mdep: ModelDeployment, current: dict[str, Any]) -> dict[str, Any] | None:
-    """The history entry that ended the spec's canary (rolled back or aborted), if any."""
-    if mdep.spec.canary is None:
-        return None
-    version = mdep.spec.canary.model.version
-    for entry in reversed(current.get("history") or []):
-        if entry.get("version") == version and entry.get("outcome") in ("RolledBack", "Aborted"):
-            return entry
-    return None
 
 
 def failed_status(mdep: ModelDeployment, current: dict[str, Any] | None, reason: str, message: str) -> dict[str, Any]:
@@ -304,12 +292,4 @@ def status_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dic
     return patch
 
 
-def track_names(mdep: ModelDeployment, traffic: TrafficState) -> list[str]:
-    """Versions served now, stable first; used to map children back to tracks."""
-    versions = [mdep.spec.model.version]
-    if mdep.spec.canary is not None and traffic.canary_percent is not None:
-        versions.append(mdep.spec.canary.model.version)
-    if mdep.spec.shadow is not None:
-        versions.append(mdep.spec.shadow.model.version)
-    return versions
 

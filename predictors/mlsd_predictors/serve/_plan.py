@@ -13,7 +13,9 @@ from urllib.parse import urlparse
 
 import yaml
 
+from mlsd_contract import variant_dir
 from mlsd_contract.api import ModelDeployment, ModelRef, Runtime, validate_manifest
+from mlsd_contract.tracks import TrafficState
 
 DEFAULT_MODELS_DIR = Path(os.environ.get("MLSD_MODELS_DIR", Path.home() / ".cache" / "mlsd" / "models"))
 
@@ -24,6 +26,8 @@ class PlanError(Exception):
 
 @dataclass(frozen=True)
 class Track:
+    """A contract track (mlsd_contract.tracks) with its repository on this machine."""
+
     name: str                # stable | canary | shadow
     model: ModelRef
     root: Path               # <out>/<case>/<version>: the version's repository
@@ -38,7 +42,7 @@ class Track:
         return self.model.precision.value
 
     def variant_dir(self, runtime: Runtime) -> Path:
-        return self.root / runtime.value / self.precision
+        return variant_dir(self.root, runtime.value, self.precision)
 
 
 def load_manifest(path: Path) -> ModelDeployment:
@@ -72,7 +76,6 @@ def local_root(model: ModelRef, case_study: str, models_dir: Path) -> Path:
 
 def plan(mdep: ModelDeployment, models_dir: Path, canary_percent: int | None = None) -> list[Track]:
     spec, case = mdep.spec, mdep.spec.case_study.value
-    tracks = []
     percent = None
     if spec.canary is not None:
         percent = spec.canary.steps[0] if canary_percent is None else canary_percent
@@ -80,13 +83,9 @@ def plan(mdep: ModelDeployment, models_dir: Path, canary_percent: int | None = N
             raise PlanError(f"--canary-percent must be within 0..100, got {percent}")
     elif canary_percent is not None:
         raise PlanError("--canary-percent given but the manifest has no canary")
-    tracks.append(Track("stable", spec.model, local_root(spec.model, case, models_dir), 100 - (percent or 0)))
-    if spec.canary is not None:
-        tracks.append(Track("canary", spec.canary.model, local_root(spec.canary.model, case, models_dir), percent))
-    if spec.shadow is not None:
-        tracks.append(Track("shadow", spec.shadow.model, local_root(spec.shadow.model, case, models_dir),
-                            spec.shadow.percent))
-    return tracks
+    # Locally a canary is live from the first step on (no status, no rollout moves it).
+    return [Track(t.name, t.model, local_root(t.model, case, models_dir), t.percent)
+            for t in TrafficState(percent).tracks(mdep)]
 
 
 def build_missing(case_study: str, tracks: list[Track], runtime: Runtime, *, small: bool,
@@ -100,7 +99,7 @@ def build_missing(case_study: str, tracks: list[Track], runtime: Runtime, *, sma
         if track.root.parent.name != case_study:
             raise PlanError(f"{track.root} is missing and is not laid out as <out>/{case_study}/<version>: "
                             "build it with `mlsd build` first")
-        command = [sys.executable, "-m", "mlsd_operator", "build", case_study, "--version", track.version,
+        command = [sys.executable, "-m", "mlsd_contract.cli", "build", case_study, "--version", track.version,
                    "--out", str(out), *(["--small"] if small else [])]
         on_line(f"building {case_study} version {track.version} ({'small' if small else 'full size'}) -> {out}")
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
