@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import numpy as np
 import psutil
 
 from benchmarks._stats import percentiles, summarize
+from tests._support import free_port
 
 CASES = ("ad-click-prediction", "harmful-content", "visual-search", "video-recommendation")
 HOST = "127.0.0.1"
@@ -203,12 +203,6 @@ def client_call(protocol: str, url: str, model: str, feeds: dict[str, np.ndarray
 
 
 # -- servers --------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 def wait_ready(url: str, alive: Callable[[], bool], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout

@@ -12,9 +12,11 @@ from ._names import (
     CASE_STUDIES,
     KSERVE_LAYOUT,
     PRECISIONS,
+    TRAITS,
     TRITON_LAYOUT,
     TRITON_PYTHON_LAYOUT,
     CaseStudy,
+    CaseStudyTraits,
     Precision,
     Runtime,
     kserve_dir,
@@ -26,7 +28,7 @@ from ._names import (
 )
 
 __all__ = [
-    "CARD_FILE", "CASE_STUDIES", "KSERVE_LAYOUT", "PRECISIONS", "TRITON_LAYOUT", "TRITON_PYTHON_LAYOUT",
-    "CaseStudy", "Precision", "Runtime", "kserve_dir", "repository_root", "triton_dir", "triton_python_dir",
+    "CARD_FILE", "CASE_STUDIES", "KSERVE_LAYOUT", "PRECISIONS", "TRAITS", "TRITON_LAYOUT", "TRITON_PYTHON_LAYOUT",
+    "CaseStudy", "CaseStudyTraits", "Precision", "Runtime", "kserve_dir", "repository_root", "triton_dir", "triton_python_dir",
     "variant_dir", "variant_uri",
 ]

@@ -6,8 +6,10 @@ tree and the predictor servers read it. This module is the one place the spellin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 
 class CaseStudy(StrEnum):
@@ -29,6 +31,37 @@ class Precision(StrEnum):
 
 
 CASE_STUDIES: tuple[str, ...] = tuple(c.value for c in CaseStudy)
+
+
+@dataclass(frozen=True)
+class CaseStudyTraits:
+    """What the operator and the API need to know of a case study (the model itself lives in
+    mlsd_predictors.casestudies, its KServe server in mlsd_predictors.servers, both found by name)."""
+
+    prefers: Literal["cpu", "gpu"]
+    """Where `placement.accelerator: auto` puts it..."""
+    why: str
+    """...and why (written on every workload as mlsd.io/placement-reason)."""
+    cpu: str
+    memory: str
+    """Requests per replica (memory is the limit too), sized from the models `mlsd build` produces."""
+    content_only: bool
+    """Answers depend on the content alone (no per-user context), so a prediction cache is safe."""
+
+
+TRAITS: dict[CaseStudy, CaseStudyTraits] = {
+    CaseStudy.VISUAL_SEARCH: CaseStudyTraits(
+        "gpu", "a CNN image encoder is compute-bound and batches well on a GPU", "1", "2Gi", content_only=True),
+    CaseStudy.HARMFUL_CONTENT: CaseStudyTraits(
+        "gpu", "the multimodal fusion trunk is compute-bound and batches well on a GPU", "1", "2Gi",
+        content_only=True),
+    CaseStudy.VIDEO_RECOMMENDATION: CaseStudyTraits(
+        "cpu", "two-tower lookups and ANN search are memory-bound; the small ranking model does not fill a GPU",
+        "1", "3Gi", content_only=False),
+    CaseStudy.AD_CLICK_PREDICTION: CaseStudyTraits(
+        "cpu", "hashed sparse-embedding lookups and a small cross network are latency-bound at small batches; "
+               "a GPU would idle", "500m", "1Gi", content_only=False),
+}
 PRECISIONS: tuple[Precision, ...] = tuple(Precision)
 
 # Layouts of one version's repository: the KServe layout (ONNX graphs + aux files + card), a Triton

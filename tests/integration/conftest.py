@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from mlsd_devcluster import ControlPlane, MissingBinariesError
+from tests._support import poll
 
 if TYPE_CHECKING:
     from tests.integration.rollout_harness import PrometheusServer
@@ -93,14 +93,7 @@ def namespace(request: pytest.FixtureRequest, api_client: client.ApiClient) -> I
 
 def _wait_for(predicate: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
     """Polls `predicate` every 0.2 s until it returns something truthy, and returns that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+    return poll(predicate, what, timeout=timeout, interval=0.2)
 
 
 @pytest.fixture(scope="session")

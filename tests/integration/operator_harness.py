@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,18 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
 from mlsd_contract.api import crd
+from tests._support import free_port, poll, stop_process
 from tests.conftest import REPO, upstream_crds_dir
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def install_crds(plane, *, kserve: bool = True, gateway_api: bool = True) -> None:
@@ -84,19 +77,15 @@ def model_store(plane, namespace: str) -> str:
 def eventually(process: "LocalOperator", predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     """Polls `predicate` until truthy and returns its value; on timeout fails the test with the
     operator's log tail (404s count as "not yet")."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def read() -> Any:
         try:
-            value = predicate()
+            return predicate()
         except ApiException as error:
             if error.status != 404:
                 raise
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n{process.log_tail()}")
-        time.sleep(0.3)
+            return None
+
+    return poll(read, what, timeout=timeout, detail=lambda: f"--- operator log ---\n{process.log_tail()}")
 
 
 class LocalOperator:
@@ -141,12 +130,7 @@ class LocalOperator:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process, group=True)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

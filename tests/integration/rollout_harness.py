@@ -5,10 +5,8 @@ the way the route says."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +20,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
-from tests.integration.operator_harness import free_port
+from tests._support import free_port, stop_process, wait_http
 
 HOST = "127.0.0.1"
 CASE = "ad-click-prediction"
@@ -102,7 +100,7 @@ class PrometheusServer:
             [binary, f"--config.file={self.work / 'prometheus.yml'}", f"--storage.tsdb.path={self.work / 'tsdb'}",
              f"--web.listen-address={HOST}:{self.port}", "--storage.tsdb.retention.time=1h"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_url(f"{self.url}/-/ready", self.process, self.work / "prometheus.log")
+        wait_http(f"{self.url}/-/ready", self.process, self.work / "prometheus.log", timeout=60)
         return self
 
     def scrape(self, targets: list[tuple[str, dict[str, str]]]) -> None:
@@ -124,7 +122,7 @@ class PrometheusServer:
         raise RuntimeError(f"Prometheus has not scraped {metric} from {address} after {timeout}s")
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process, group=True)
 
 
 class Predictor:
@@ -139,7 +137,7 @@ class Predictor:
                    "--ort_threads=1"]
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_url(f"http://{HOST}:{self.http_port}/v2/models/{CASE}/ready", self.process, self.log, timeout=120)
+        wait_http(f"http://{HOST}:{self.http_port}/v2/models/{CASE}/ready", self.process, self.log, timeout=120)
 
     @property
     def address(self) -> str:
@@ -162,7 +160,7 @@ class Predictor:
             return error.code
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process, group=True)
 
 
 class Traffic(threading.Thread):
@@ -198,30 +196,3 @@ class Traffic(threading.Thread):
     def stop(self) -> None:
         self.stop_flag.set()
         self.join(15)
-
-
-def _wait_url(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited ({process.returncode}):\n"
-                               f"{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def _stop(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)

@@ -31,13 +31,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from mlsd_operator import _yaml
-from mlsd_devcluster import ControlPlane
+from tests._support import audited_plane, poll
 from tests.conftest import manifest
 from tests.integration.fault_harness import (
     GROUP, PLURAL, VERSION, Supervisor, TcpProxy, TrafficMonitor, children_report, clean, kubelet_resync,
     point_kubeconfig_at, set_pods_ready,
 )
-from tests.integration.operator_harness import OperatorProcess, install_crds
+from tests.integration.operator_harness import OperatorProcess
 from tests.integration.rollout_harness import PrometheusServer
 
 KILLS = int(os.environ.get("MLSD_FAULT_KILLS", "4"))
@@ -57,14 +57,8 @@ def figure(text: str) -> None:
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory):
     # Audited: the concurrent-writer test counts the 409s the operator got from the audit log.
-    cp = ControlPlane(controller_manager=True, scheduler=True, kwok=True, audit=True,
-                      work_dir=tmp_path_factory.mktemp("fault-plane"))
-    cp.start()
-    try:
-        install_crds(cp)
+    with audited_plane(tmp_path_factory.mktemp("fault-plane")) as cp:
         yield cp
-    finally:
-        cp.stop(keep_logs=True)
 
 
 @pytest.fixture(scope="module")
@@ -133,18 +127,8 @@ def get(api, ns: str, name: str) -> dict[str, Any]:
 
 
 def wait(supervisor: Supervisor, predicate: Callable[[], Any], what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except (ApiException, OSError):      # a fault may still be clearing
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n"
-                        f"{supervisor.operator.log_tail(80)}")
-        time.sleep(0.3)
+    return poll(predicate, what, timeout=timeout, not_yet=(ApiException, OSError),    # a fault may still be clearing
+                detail=lambda: f"--- operator log ---\n{supervisor.operator.log_tail(80)}")
 
 
 def promoted(api, ns: str, name: str) -> bool:

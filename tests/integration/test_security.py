@@ -33,10 +33,10 @@ from mlsd_operator import _yaml
 from mlsd_contract.api import ModelDeployment
 from mlsd_contract.tracks import TrafficState
 from mlsd_operator.builders import build_children
-from mlsd_devcluster import ControlPlane
+from tests._support import audited_plane
 from tests.conftest import REPO, SAMPLES, canary, manifest
 from tests.integration.fault_harness import GROUP, PLURAL, VERSION
-from tests.integration.operator_harness import OperatorProcess, eventually, install_crds
+from tests.integration.operator_harness import OperatorProcess, eventually
 from tests.integration.rollout_harness import PrometheusServer
 
 OPERATOR_USER = "system:serviceaccount:mlsd-system:mlsd-operator"
@@ -171,14 +171,8 @@ def test_the_charts_workloads_pass_restricted(api, tmp_path):
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory):
-    cp = ControlPlane(controller_manager=True, scheduler=True, kwok=True, audit=True,
-                      work_dir=tmp_path_factory.mktemp("security-plane"))
-    cp.start()
-    try:
-        install_crds(cp)
+    with audited_plane(tmp_path_factory.mktemp("security-plane")) as cp:
         yield cp
-    finally:
-        cp.stop(keep_logs=True)
 
 
 @pytest.fixture(scope="module")

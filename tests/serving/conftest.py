@@ -8,13 +8,8 @@ in one process, so servers run as subprocesses, as they do in production.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +18,13 @@ import pytest
 
 from mlsd_predictors.servers._triton import TritonNotFound, TritonServer, find_tritonserver
 
+from tests._support import free_port, stop_process, wait_http
+
 from ._reference import CASES
 
 pytestmark = pytest.mark.serving
 HOST = "127.0.0.1"
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -50,31 +41,6 @@ def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
             build_case_study("ad-click-prediction",
                              BuildOptions(version=version, out=out, small=True, seed=seed, overwrite=True))
     return out
-
-
-def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"{url} not ready after {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass(frozen=True)
@@ -108,7 +74,7 @@ def kserve_servers(models_root: Path, tmp_path_factory: pytest.TempPathFactory) 
         yield {case: endpoint for case, (_, endpoint, _) in started.items()}
     finally:
         for process, _, _ in started.values():
-            stop(process)
+            stop_process(process)
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,9 @@ from tritonclient.grpc import service_pb2
 from mlsd_predictors.pull import PullError, Rewrite, pull
 
 from ._reference import inputs
-from .conftest import HOST, free_port
+from tests._support import free_port
+
+from .conftest import HOST
 
 pytestmark = pytest.mark.serving
 CASE = "harmful-content"   # two inputs of different datatypes and ranks

@@ -26,7 +26,9 @@ import psutil
 import pytest
 
 from ._reference import inputs
-from .conftest import HOST, free_port, stop, wait_http
+from tests._support import free_port, stop_process, wait_http
+
+from .conftest import HOST
 
 pytestmark = pytest.mark.serving
 CASE = "video-recommendation"
@@ -92,7 +94,7 @@ def server(models_root: Path, tmp_path_factory: pytest.TempPathFactory):
     try:
         yield running
     finally:
-        stop(running.process)
+        stop_process(running.process)
 
 
 def loadgen(mode: str, url: str, body_file: Path, level: float, seconds: float, header_length: int) -> dict:

@@ -27,7 +27,9 @@ import tritonclient.http as httpclient
 from mlsd_predictors.batch._output import latest_run, read_run
 
 from ._reference import client, infer_inputs, inputs
-from .conftest import HOST, free_port, stop, wait_http
+from tests._support import free_port, stop_process, wait_http
+
+from .conftest import HOST
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -189,7 +191,7 @@ def cached_visual_search(models_root, tmp_path_factory):
         wait_http(f"http://{HOST}:{http}/v2/models/{case}/ready", process, log)
         yield f"{HOST}:{http}"
     finally:
-        stop(process)
+        stop_process(process)
 
 
 def cache_counts(address: str) -> dict[str, float]:

@@ -16,7 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import free_port
+from tests._support import free_port
 from ._reference import client, infer_inputs, inputs, reference
 
 pytestmark = pytest.mark.serving

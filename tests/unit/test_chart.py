@@ -346,6 +346,13 @@ def test_samples_come_with_a_pre_delete_hook_that_may_only_delete_them(tmp_path)
     assert cleanup["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_an_unknown_sample_is_refused_by_name(tmp_path):
+    values = values_file({"samples": {"enabled": True, "include": ["fraud-detection"]}}, tmp_path)
+    result = helm("template", "mlsd-operator", str(CHART), "-f", str(values), check=False)
+    assert result.returncode != 0
+    assert 'samples.include: no sample "fraud-detection" in files/samples' in result.stderr
+
+
 def test_all_samples_by_default_when_enabled(tmp_path):
     docs = render({"samples": {"enabled": True}}, tmp_path)
     assert len(by_kind(docs, "ModelDeployment")) == len(CASE_STUDIES)
@@ -362,7 +369,7 @@ BAD_VALUES = {
     "unknown log level": ({"logLevel": "loud"}, "/logLevel", "info"),
     "bad pull policy": ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy", "IfNotPresent"),
     "typo in a key": ({"replicas": 2}, "replicas", "additional properties"),
-    "unknown sample": ({"samples": {"include": ["fraud-detection"]}}, "/samples/include/0", "visual-search"),
+    "sample name with a path": ({"samples": {"include": ["../secrets"]}}, "/samples/include/0", "does not match pattern"),
     "bad quantity": ({"resources": {"limits": {"cpu": "lots"}}}, "/resources/limits/cpu", "does not match pattern"),
     "gateway without namespace": ({"gateway": "mlsd-gateway"}, "/gateway", "does not match pattern"),
     "port out of range": ({"metrics": {"port": 70000}}, "/metrics/port", "maximum"),

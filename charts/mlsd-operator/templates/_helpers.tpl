@@ -51,3 +51,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* The samples to install, as a JSON list: samples.include, or every file in files/samples. */}}
+{{- define "mlsd-operator.samples" -}}
+{{- $names := list }}
+{{- if .Values.samples.include }}
+{{- $names = .Values.samples.include }}
+{{- else }}
+{{- range $path, $_ := .Files.Glob "files/samples/*.yaml" }}
+{{- $names = append $names (base $path | trimSuffix ".yaml") }}
+{{- end }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}

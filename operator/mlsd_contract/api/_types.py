@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from .._names import CaseStudy, Precision, Runtime
+from .._names import TRAITS, CaseStudy, Precision, Runtime
 from ._rules import ApiModel, Rule
 
 GROUP = "mlsd.io"
@@ -242,7 +242,7 @@ DATA_URI_PATTERN = rf"^(pvc|file)://{VISIBLE}+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 
-CACHEABLE = (CaseStudy.VISUAL_SEARCH, CaseStudy.HARMFUL_CONTENT)
+CACHEABLE = tuple(case for case, traits in TRAITS.items() if traits.content_only)
 """Case studies whose answer depends only on the request's content (an image, a post): caching is
 right there. Recommendations and ad CTRs are personalised and read real-time context; a cached
 answer would be stale or someone else's (docs/case-studies/)."""
@@ -411,10 +411,12 @@ class ModelDeploymentSpec(ApiModel):
              check=lambda s: s.autoscaling.min_replicas >= 1 or (
                  s.runtime == Runtime.KSERVE and s.kserve.deployment_mode == KServeDeploymentMode.SERVERLESS),
              field_path=".autoscaling.minReplicas"),
-        Rule(cel="!has(self.cache) || self.caseStudy in ['visual-search', 'harmful-content']",
-             message="cache is refused for personalised case studies (video-recommendation, ad-click-prediction): "
+        Rule(cel=f"!has(self.cache) || self.caseStudy in {[c.value for c in CACHEABLE]}",
+             message=f"cache is refused for personalised case studies "
+                     f"({', '.join(c.value for c in CaseStudy if c not in CACHEABLE)}): "
                      "their inputs carry per-user, real-time context, so a cached answer is stale or another "
-                     "request's; cache visual-search or harmful-content, whose answers depend on content only",
+                     f"request's; cache {' or '.join(c.value for c in CACHEABLE)}, whose answers depend on "
+                     "content only",
              check=lambda s: s.cache is None or s.case_study in CACHEABLE,
              field_path=".cache"),
         Rule(cel="!has(self.cache) || self.runtime == 'kserve'",

@@ -9,7 +9,7 @@ from typing import Any
 
 import mlsd_contract as contract
 from mlsd_contract.api import (
-    API_VERSION, KIND, Accelerator, CaseStudy, ModelDeployment, ModelRef, Runtime,
+    API_VERSION, KIND, Accelerator, ModelDeployment, ModelRef, Runtime,
 )
 
 from ._config import RenderConfig
@@ -28,27 +28,6 @@ class UnsupportedSpec(ValueError):
     """A spec the schema accepts but no cluster can run; the operator reports it as Failed."""
 
 
-# Requests per replica for each case study, sized from the models `mlsd build` produces.
-DEFAULT_RESOURCES: dict[CaseStudy, dict[str, dict[str, str]]] = {
-    CaseStudy.VISUAL_SEARCH: {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
-    CaseStudy.HARMFUL_CONTENT: {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
-    CaseStudy.VIDEO_RECOMMENDATION: {"requests": {"cpu": "1", "memory": "3Gi"}, "limits": {"memory": "3Gi"}},
-    CaseStudy.AD_CLICK_PREDICTION: {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
-}
-
-# Why `accelerator: auto` lands where it does; the reason is written on every workload.
-_GPU_FRIENDLY = {
-    CaseStudy.VISUAL_SEARCH: "a CNN image encoder is compute-bound and batches well on a GPU",
-    CaseStudy.HARMFUL_CONTENT: "the multimodal fusion trunk is compute-bound and batches well on a GPU",
-}
-_CPU_FRIENDLY = {
-    CaseStudy.VIDEO_RECOMMENDATION: "two-tower lookups and ANN search are memory-bound; "
-                                    "the small ranking model does not fill a GPU",
-    CaseStudy.AD_CLICK_PREDICTION: "hashed sparse-embedding lookups and a small cross network are "
-                                   "latency-bound at small batches; a GPU would idle",
-}
-
-
 @dataclass(frozen=True)
 class Decision:
     gpu: bool
@@ -62,12 +41,13 @@ def decide_accelerator(mdep: ModelDeployment) -> Decision:
         return Decision(False, "accelerator: cpu requested")
     if placement.accelerator == Accelerator.GPU:
         return Decision(True, "accelerator: gpu requested")
-    if case in _CPU_FRIENDLY:
-        return Decision(False, f"auto -> cpu: {_CPU_FRIENDLY[case]}")
+    traits = contract.TRAITS[case]
+    if traits.prefers == "cpu":
+        return Decision(False, f"auto -> cpu: {traits.why}")
     if placement.gpu is None:
-        return Decision(False, f"auto -> cpu: {case.value} prefers a GPU ({_GPU_FRIENDLY[case]}), "
+        return Decision(False, f"auto -> cpu: {case.value} prefers a GPU ({traits.why}), "
                                "but no placement.gpu was given")
-    return Decision(True, f"auto -> gpu: {_GPU_FRIENDLY[case]}")
+    return Decision(True, f"auto -> gpu: {traits.why}")
 
 
 def dns_name(*parts: str, max_length: int = 63) -> str:
@@ -150,8 +130,8 @@ class PodPlacement:
 def placement(mdep: ModelDeployment, config: RenderConfig) -> PodPlacement:
     spec = mdep.spec.placement
     decision = decide_accelerator(mdep)
-    defaults = DEFAULT_RESOURCES[mdep.spec.case_study]
-    resources = {kind: dict(values) for kind, values in defaults.items()}
+    traits = contract.TRAITS[mdep.spec.case_study]
+    resources = {"requests": {"cpu": traits.cpu, "memory": traits.memory}, "limits": {"memory": traits.memory}}
     if spec.resources is not None:
         for kind in ("requests", "limits"):
             override = getattr(spec.resources, kind)

@@ -1,21 +1,23 @@
-"""Case study name -> its KServe Model class (imported lazily: each pulls in kserve and onnxruntime)."""
+"""Case study name -> its KServe Model class, found by convention: the contract names the case
+study, and `_<name with underscores>.py` in this package holds the CaseStudyModel subclass whose
+`case_study` is that name. Imported lazily: each pulls in kserve and onnxruntime."""
 
 from __future__ import annotations
 
 import importlib
 
-MODEL_CLASSES = {
-    "visual-search": ("._visual_search", "VisualSearchModel"),
-    "harmful-content": ("._harmful_content", "HarmfulContentModel"),
-    "video-recommendation": ("._video_recommendation", "VideoRecommendationModel"),
-    "ad-click-prediction": ("._ad_click_prediction", "AdClickPredictionModel"),
-}
-CASE_STUDIES = tuple(MODEL_CLASSES)
+from mlsd_contract import CASE_STUDIES
 
 
 def model_class(case_study: str):
-    try:
-        module, name = MODEL_CLASSES[case_study]
-    except KeyError:
-        raise ValueError(f"unknown case study {case_study!r} (one of {', '.join(CASE_STUDIES)})") from None
-    return getattr(importlib.import_module(module, __package__), name)
+    if case_study not in CASE_STUDIES:
+        raise ValueError(f"unknown case study {case_study!r} (one of {', '.join(CASE_STUDIES)})")
+    from ._model import CaseStudyModel
+
+    module = importlib.import_module(f"._{case_study.replace('-', '_')}", __package__)
+    found = [obj for obj in vars(module).values() if isinstance(obj, type) and issubclass(obj, CaseStudyModel)
+             and obj.__module__ == module.__name__ and getattr(obj, "case_study", None) == case_study]
+    if len(found) != 1:
+        raise LookupError(f"{module.__name__} must define one CaseStudyModel with case_study = {case_study!r}, "
+                          f"found {len(found)}")
+    return found[0]
