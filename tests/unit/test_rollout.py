@@ -21,7 +21,8 @@ SHIFTED = [40.0, 40.0, 15.0, 5.0]
 
 
 def track(requests=1000, errors=0, p99=20.0, scores=SAME):
-    return TrackMetrics(requests=requests, errors=errors, latency_p99_ms=p99, scores={"score": list(scores)})
+    return TrackMetrics(requests=requests, errors=errors, scores={"score": list(scores)},
+                        measured={"latencyP99Ms": p99})
 
 
 # -- PSI and the verdict ---------------------------------------------------------------------------
@@ -68,8 +69,8 @@ def test_verdicts(canary, decision, metric, fragment):
 
 
 def test_drift_takes_the_worst_output_and_ignores_unshared_ones():
-    stable = TrackMetrics(1000, 0, 10, {"a": SAME, "b": SAME})
-    canary = TrackMetrics(1000, 0, 10, {"a": SAME, "b": SHIFTED, "c": SHIFTED})
+    stable = TrackMetrics(1000, 0, {"a": SAME, "b": SAME}, {"latencyP99Ms": 10})
+    canary = TrackMetrics(1000, 0, {"a": SAME, "b": SHIFTED, "c": SHIFTED}, {"latencyP99Ms": 10})
     verdict = analyze(THRESHOLDS, stable, canary)
     assert verdict.prediction_drift == pytest.approx(psi(SAME, SHIFTED))
     no_scores = analyze(THRESHOLDS, TrackMetrics(1000), TrackMetrics(1000))
@@ -158,3 +159,16 @@ def test_manual_controls():
                                                  ("abort", Control.ABORT), ("", None), ("bogus", None), (None, None)])
 def test_parse_control(value, control):
     assert parse_control(value) == control
+
+
+def test_every_check_has_its_threshold_in_the_api_and_its_value_in_status():
+    """A rollout metric is one CHECKS entry plus two API fields; these must agree by name."""
+    from mlsd_contract.api import AnalysisResult
+    from mlsd_operator.rollout._analysis import CHECKS
+
+    result_keys = {field.alias or name for name, field in AnalysisResult.model_fields.items()}
+    for check in CHECKS:
+        assert check.threshold in Analysis.model_fields, check
+        assert check.name in result_keys, check
+    status = analyze(THRESHOLDS, track(), track()).to_status("2026-11-27T12:00:00Z")
+    assert AnalysisResult.model_validate(status).to_wire() == status

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from mlsd_contract.api import Analysis
+
+from . import _promql as q
+from ._promql import TrackSelector
 
 PSI_BINS = 10        # PSI over (at most) deciles of the expected distribution, as usually defined
 SMOOTHING = 0.5      # add-half counts per bin: finite PSI without a floor that explodes on sparse bins
@@ -24,8 +28,9 @@ class TrackMetrics:
 
     requests: float = 0.0
     errors: float = 0.0
-    latency_p99_ms: float | None = None       # None: no latency samples
     scores: dict[str, list[float]] = field(default_factory=dict)   # output -> per-bucket counts
+    measured: dict[str, float | None] = field(default_factory=dict)
+    """Each CHECKS entry with a query, by name; None: no samples in the window."""
 
     @property
     def error_rate(self) -> float:
@@ -37,18 +42,30 @@ class Verdict:
     decision: Decision
     reason: str
     requests: float
-    error_rate: float
-    latency_p99_ms: float | None
-    prediction_drift: float | None
+    values: dict[str, float | None]
+    """Each check's value on the canary (CHECKS order), None when there was nothing to measure."""
     failed_metric: str | None = None
 
+    @property
+    def error_rate(self) -> float:
+        return self.values.get("errorRate") or 0.0
+
+    @property
+    def latency_p99_ms(self) -> float | None:
+        return self.values.get("latencyP99Ms")
+
+    @property
+    def prediction_drift(self) -> float | None:
+        return self.values.get("predictionDrift")
+
     def to_status(self, at: str) -> dict[str, object]:
+        """status.canary.lastAnalysis (the AnalysisResult type)."""
         out: dict[str, object] = {"at": at, "passed": self.decision == Decision.PASS, "reason": self.reason,
-                                  "requests": round(self.requests, 3), "errorRate": round(self.error_rate, 6)}
-        if self.latency_p99_ms is not None:
-            out["latencyP99Ms"] = round(self.latency_p99_ms, 3)
-        if self.prediction_drift is not None:
-            out["predictionDrift"] = round(self.prediction_drift, 6)
+                                  "requests": round(self.requests, 3)}
+        for check in CHECKS:
+            value = self.values.get(check.name)
+            if value is not None:
+                out[check.name] = round(value, check.digits)
         return out
 
 
@@ -124,26 +141,50 @@ def drift(stable: TrackMetrics, canary: TrackMetrics) -> float | None:
     return max(psi(stable.scores[o], canary.scores[o]) for o in shared)
 
 
+@dataclass(frozen=True)
+class Check:
+    """One metric a canary must keep within `spec.canary.analysis.<threshold>` at every step.
+
+    A new rollout metric is one entry in CHECKS (with its PromQL in _promql.py when it is a plain
+    per-track value), its threshold in the API's Analysis and its value in AnalysisResult."""
+
+    name: str
+    """Key in status.canary.lastAnalysis, and the failed metric a rollback names."""
+    threshold: str
+    """The Analysis field holding the limit; the canary fails when its value is above it."""
+    fails: str
+    passes: str
+    """Reason fragments, formatted with `value` and `limit`."""
+    digits: int = 6
+    query: Callable[[TrackSelector, float], str] | None = None
+    """PromQL of a per-track value over the window (TrackMetrics.measured[name]); None: derived."""
+    measure: Callable[[TrackMetrics, TrackMetrics], float | None] | None = None
+    """The canary's value from both tracks' metrics; default: the canary's measured[name]."""
+
+    def value(self, stable: TrackMetrics, canary: TrackMetrics) -> float | None:
+        return self.measure(stable, canary) if self.measure else canary.measured.get(self.name)
+
+
+CHECKS: tuple[Check, ...] = (    # in the order a failing verdict names them
+    Check("errorRate", "max_error_rate", "error rate {value:.4f} > {limit}", "error rate {value:.4f}",
+          measure=lambda stable, canary: canary.error_rate),
+    Check("latencyP99Ms", "max_latency_p99_ms", "p99 latency {value:.1f}ms > {limit}ms", "p99 {value:.1f}ms",
+          digits=3, query=q.latency_p99_ms),
+    Check("predictionDrift", "max_prediction_drift", "prediction drift (PSI) {value:.3f} > {limit}",
+          "PSI {value:.3f}", measure=drift),
+)
+
+
 def analyze(thresholds: Analysis, stable: TrackMetrics, canary: TrackMetrics) -> Verdict:
-    """Pass, fail or wait, with the first failing metric named (errors, then latency, then drift)."""
-    value_drift = drift(stable, canary)
-    common = dict(requests=canary.requests, error_rate=canary.error_rate,
-                  latency_p99_ms=canary.latency_p99_ms, prediction_drift=value_drift)
+    """Pass, fail or wait, with the first failing metric named (CHECKS order)."""
+    values = {check.name: check.value(stable, canary) for check in CHECKS}
     if canary.requests < thresholds.min_requests:
         return Verdict(Decision.WAIT, f"canary served {canary.requests:.0f} of the {thresholds.min_requests} "
-                                      "requests needed for a verdict", **common)
-    if canary.error_rate > thresholds.max_error_rate:
-        return Verdict(Decision.FAIL, f"error rate {canary.error_rate:.4f} > {thresholds.max_error_rate}",
-                       failed_metric="errorRate", **common)
-    if canary.latency_p99_ms is not None and canary.latency_p99_ms > thresholds.max_latency_p99_ms:
-        return Verdict(Decision.FAIL, f"p99 latency {canary.latency_p99_ms:.1f}ms > {thresholds.max_latency_p99_ms}ms",
-                       failed_metric="latencyP99Ms", **common)
-    if value_drift is not None and value_drift > thresholds.max_prediction_drift:
-        return Verdict(Decision.FAIL, f"prediction drift (PSI) {value_drift:.3f} > {thresholds.max_prediction_drift}",
-                       failed_metric="predictionDrift", **common)
-    parts = [f"error rate {canary.error_rate:.4f}"]
-    if canary.latency_p99_ms is not None:
-        parts.append(f"p99 {canary.latency_p99_ms:.1f}ms")
-    if value_drift is not None:
-        parts.append(f"PSI {value_drift:.3f}")
-    return Verdict(Decision.PASS, "within thresholds: " + ", ".join(parts), **common)
+                                      "requests needed for a verdict", canary.requests, values)
+    for check in CHECKS:
+        value, limit = values[check.name], getattr(thresholds, check.threshold)
+        if value is not None and value > limit:
+            return Verdict(Decision.FAIL, check.fails.format(value=value, limit=limit), canary.requests, values,
+                           failed_metric=check.name)
+    parts = [check.passes.format(value=values[check.name]) for check in CHECKS if values[check.name] is not None]
+    return Verdict(Decision.PASS, "within thresholds: " + ", ".join(parts), canary.requests, values)

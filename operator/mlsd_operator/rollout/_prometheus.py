@@ -9,7 +9,7 @@ import urllib.request
 from collections import defaultdict
 
 from . import _promql as q
-from ._analysis import TrackMetrics
+from ._analysis import CHECKS, TrackMetrics
 
 
 class PrometheusError(RuntimeError):
@@ -45,8 +45,8 @@ class Prometheus:
         return TrackMetrics(
             requests=self.scalar(q.requests(selector, seconds)) or 0.0,
             errors=self.scalar(q.errors(selector, seconds)) or 0.0,
-            latency_p99_ms=self.scalar(q.latency_p99_ms(selector, seconds)),
             scores=per_bucket_counts(self.query(q.score_buckets(selector, seconds))),
+            measured={check.name: self.scalar(check.query(selector, seconds)) for check in CHECKS if check.query},
         )
 
 
