@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from mlsd_contract.api import ModelDeployment, Runtime
+from mlsd_contract.api import ModelDeployment
 from mlsd_contract.tracks import TrafficState
 
 from ._common import (
@@ -16,6 +16,7 @@ from ._batch import (
 from ._config import RenderConfig
 from ._kserve import build_inference_service, build_kserve, build_serving_runtime
 from ._network import build_network_policy
+from ._runtimes import RUNTIMES, RuntimeBuilders
 from ._triton import build_deployment, build_hpa, build_route, build_triton
 
 
@@ -24,10 +25,7 @@ def build_children(mdep: ModelDeployment, config: RenderConfig | None = None,
     """Every object the operator wants to exist for `mdep`, in apply order."""
     config = config or RenderConfig()
     traffic = traffic if traffic is not None else TrafficState.from_status(mdep)
-    if mdep.spec.runtime == Runtime.KSERVE:
-        children = build_kserve(mdep, config, traffic)
-    else:
-        children = build_triton(mdep, config, traffic)
+    children = RUNTIMES[mdep.spec.runtime].build(mdep, config, traffic)
     if mdep.spec.batch is not None and mdep.spec.batch.schedule is not None:
         children.append(build_batch_cronjob(mdep, config))
     if config.network_policy:
@@ -42,5 +40,5 @@ __all__ = [
     "Decision", "RenderConfig",
     "UnsupportedSpec", "build_children", "build_network_policy", "build_deployment", "build_hpa", "build_inference_service",
     "build_kserve", "build_route", "build_serving_runtime", "build_triton", "decide_accelerator",
-    "dns_name", "labels", "version_name",
+    "dns_name", "labels", "version_name", "RUNTIMES", "RuntimeBuilders",
 ]

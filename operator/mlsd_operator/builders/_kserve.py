@@ -23,6 +23,7 @@ from ._config import RenderConfig
 
 KSERVE_API = "serving.kserve.io/v1beta1"
 KSERVE_RUNTIME_API = "serving.kserve.io/v1alpha1"
+KSERVE_POD_LABEL = "serving.kserve.io/inferenceservice"   # KServe labels its predictor pods with the InferenceService
 HTTP_PORT = 8080
 GRPC_PORT = 8081
 

@@ -11,27 +11,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlsd_contract.api import ModelDeployment, Runtime
+from mlsd_contract.api import ModelDeployment
 
-from ._common import LABEL_DEPLOYMENT, dns_name, labels, metadata
+from ._common import dns_name, labels, metadata
 from ._config import RenderConfig
+from ._runtimes import RUNTIMES
 
-KSERVE_POD_LABEL = "serving.kserve.io/inferenceservice"
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"   # set on every namespace by the API server (1.22+)
 
 
 def predictor_pod_selector(mdep: ModelDeployment) -> dict[str, str]:
     """Every predictor pod of `mdep`, all tracks: KServe labels its pods with the InferenceService
     name (= the ModelDeployment's), the Triton Deployments carry ours."""
-    if mdep.spec.runtime == Runtime.KSERVE:
-        return {KSERVE_POD_LABEL: mdep.metadata.name}
-    return {LABEL_DEPLOYMENT: mdep.metadata.name}
+    return RUNTIMES[mdep.spec.runtime].pod_labels(mdep)
 
 
 def ingress_namespaces(mdep: ModelDeployment, config: RenderConfig) -> list[str]:
     names = list(config.network_policy_ingress_namespaces)
     gateway = mdep.spec.gateway or config.gateway
-    if mdep.spec.runtime == Runtime.TRITON and gateway is not None:
+    if RUNTIMES[mdep.spec.runtime].gateway_routed and gateway is not None:
         names.append(gateway.namespace or mdep.metadata.namespace or "")
     return sorted({n for n in names if n})
 

@@ -5,19 +5,18 @@ Pure decisions live in the builders and `_status`; this module only sequences th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from mlsd_contract.api import ModelDeployment, Runtime
 from mlsd_contract.tracks import TrafficState
-from mlsd_operator.builders import UnsupportedSpec, build_children, version_name
+from mlsd_operator.builders import RUNTIMES, UnsupportedSpec, build_children, version_name
 from mlsd_operator.builders._common import pod_selector
 from mlsd_operator.builders._config import RenderConfig
 from mlsd_operator.builders._triton import build_route
 from mlsd_operator.builders._kserve import KSERVE_API
 
-KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"
 
 from . import _status as st
 from ._kube import Kube, MissingApi, ObjectKey, OwnershipConflict
@@ -53,46 +52,54 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
         raise PermanentFailure(st.Reason.INVALID_SPEC, f"spec does not validate: {error}") from None
 
 
-def _observe(kube: Kube, mdep: ModelDeployment, traffic: TrafficState) -> st.Observation:
-    """Tracks as their workloads report them; pods are read only for a track that is not available,
-    to tell a model its predictor refused (a Degraded condition naming why) from pods still starting."""
-    namespace = mdep.metadata.namespace
-    versions = traffic.versions(mdep)
-    if mdep.spec.runtime == Runtime.KSERVE:
-        isvc = kube.get(KSERVE_API, "InferenceService", namespace, mdep.metadata.name)
-        url = ((isvc or {}).get("status") or {}).get("url")
-        tracks = st.observe_inference_service(versions, isvc)
-        if not all(t.available for t in tracks.values()):
-            # KServe labels its predictor pods with the InferenceService's name, not our track.
-            pods = kube.pods(namespace, f"{KSERVE_ISVC_LABEL}={mdep.metadata.name}")
-            tracks = {v: st.with_refusal(t, pods) for v, t in tracks.items()}
-        return st.Observation(tracks, url)
+def _observe_kserve(kube: Kube, mdep: ModelDeployment, versions: list[str], *,
+                    read_pods: bool = True) -> st.Observation:
+    """KServe reports every track on one InferenceService (stable first in `versions`)."""
+    isvc = kube.get(KSERVE_API, "InferenceService", mdep.metadata.namespace, mdep.metadata.name)
+    tracks = st.observe_inference_service(versions, isvc)
+    if read_pods and not all(t.available for t in tracks.values()):
+        labels = RUNTIMES[Runtime.KSERVE].pod_labels(mdep)
+        pods = kube.pods(mdep.metadata.namespace, ",".join(f"{k}={v}" for k, v in labels.items()))
+        tracks = {v: st.with_refusal(t, pods) for v, t in tracks.items()}
+    return st.Observation(tracks, ((isvc or {}).get("status") or {}).get("url"))
+
+
+def _observe_deployments(kube: Kube, mdep: ModelDeployment, versions: list[str], *,
+                         read_pods: bool = True) -> st.Observation:
+    """One Deployment per track (Triton)."""
     tracks = {}
-    for v in versions:
-        track = _deployment_track(kube, mdep, v)
-        if track.exists and not track.available:
-            selector = ",".join(f"{k}={value}" for k, value in pod_selector(mdep, v).items())
-            track = st.with_refusal(track, kube.pods(namespace, selector))
-        tracks[v] = track
+    for version in versions:
+        track = st.observe_deployment(version, kube.get("apps/v1", "Deployment", mdep.metadata.namespace,
+                                                        version_name(mdep, version)))
+        if read_pods and track.exists and not track.available:
+            selector = ",".join(f"{k}={value}" for k, value in pod_selector(mdep, version).items())
+            track = st.with_refusal(track, kube.pods(mdep.metadata.namespace, selector))
+        tracks[version] = track
     return st.Observation(tracks)
 
 
-def _deployment_track(kube: Kube, mdep: ModelDeployment, version: str) -> st.TrackObservation:
-    """One Triton track as its Deployment reports it."""
-    return st.observe_deployment(version, kube.get("apps/v1", "Deployment", mdep.metadata.namespace,
-                                                   version_name(mdep, version)))
+class _Observer(Protocol):
+    def __call__(self, kube: Kube, mdep: ModelDeployment, versions: list[str], *,
+                 read_pods: bool = True) -> st.Observation: ...
+
+
+OBSERVERS: dict[Runtime, _Observer] = {Runtime.KSERVE: _observe_kserve, Runtime.TRITON: _observe_deployments}
+"""How each runtime's workloads report its tracks (the builders' side is builders.RUNTIMES)."""
+
+
+def _observe(kube: Kube, mdep: ModelDeployment, traffic: TrafficState) -> st.Observation:
+    """Tracks as their workloads report them; pods are read only for a track that is not available,
+    to tell a model its predictor refused (a Degraded condition naming why) from pods still starting."""
+    return OBSERVERS[mdep.spec.runtime](kube, mdep, traffic.versions(mdep))
 
 
 def canary_available(kube: Kube, mdep: ModelDeployment) -> bool:
-    """Whether the canary has an available replica right now: one GET of what reports it (its
-    Deployment, or the InferenceService), no pods read. For checks right before a write that would
-    give the canary more traffic."""
+    """Whether the canary has an available replica right now: what reports the live tracks (their
+    Deployments, or the InferenceService), no pods. For checks right before a write that would give
+    the canary more traffic."""
     version = mdep.spec.canary.model.version
-    if mdep.spec.runtime == Runtime.KSERVE:
-        isvc = kube.get(KSERVE_API, "InferenceService", mdep.metadata.namespace, mdep.metadata.name)
-        track = st.observe_inference_service(TrafficState.from_status(mdep).versions(mdep), isvc).get(version)
-    else:
-        track = _deployment_track(kube, mdep, version)
+    live = [t.version for t in TrafficState.from_status(mdep).tracks(mdep) if not t.mirrored]   # stable first
+    track = OBSERVERS[mdep.spec.runtime](kube, mdep, live, read_pods=False).tracks.get(version)
     return bool(track and track.available)
 
 
