@@ -17,6 +17,7 @@ from ._names import (
     TRITON_PYTHON_LAYOUT,
     CaseStudy,
     CaseStudyTraits,
+    TritonScore,
     Precision,
     Runtime,
     kserve_dir,
@@ -29,6 +30,6 @@ from ._names import (
 
 __all__ = [
     "CARD_FILE", "CASE_STUDIES", "KSERVE_LAYOUT", "PRECISIONS", "TRAITS", "TRITON_LAYOUT", "TRITON_PYTHON_LAYOUT",
-    "CaseStudy", "CaseStudyTraits", "Precision", "Runtime", "kserve_dir", "repository_root", "triton_dir", "triton_python_dir",
+    "CaseStudy", "CaseStudyTraits", "TritonScore", "Precision", "Runtime", "kserve_dir", "repository_root", "triton_dir", "triton_python_dir",
     "variant_dir", "variant_uri",
 ]

@@ -34,6 +34,19 @@ CASE_STUDIES: tuple[str, ...] = tuple(c.value for c in CaseStudy)
 
 
 @dataclass(frozen=True)
+class TritonScore:
+    """Which output of which model in a case study's Triton repository carries the score the canary
+    analysis compares across versions (the quantity its KServe predictor observes)."""
+
+    model: str
+    output: str
+    select: Literal["all", "max"] = "all"
+    """all: every value is a score; max: each row's largest (a ranking's best candidate)."""
+    labels: tuple[str, ...] = ()
+    """One score series per column, named so (multi-label heads); empty: one series named after the output."""
+
+
+@dataclass(frozen=True)
 class CaseStudyTraits:
     """What the operator and the API need to know of a case study (the model itself lives in
     mlsd_predictors.casestudies, its KServe server in mlsd_predictors.servers, both found by name)."""
@@ -47,6 +60,8 @@ class CaseStudyTraits:
     """Requests per replica (memory is the limit too), sized from the models `mlsd build` produces."""
     content_only: bool
     """Answers depend on the content alone (no per-user context), so a prediction cache is safe."""
+    triton_score: TritonScore | None = None
+    """None: its Triton models export no score histogram (the analysis then compares no drift)."""
 
 
 TRAITS: dict[CaseStudy, CaseStudyTraits] = {
@@ -54,13 +69,16 @@ TRAITS: dict[CaseStudy, CaseStudyTraits] = {
         "gpu", "a CNN image encoder is compute-bound and batches well on a GPU", "1", "2Gi", content_only=True),
     CaseStudy.HARMFUL_CONTENT: CaseStudyTraits(
         "gpu", "the multimodal fusion trunk is compute-bound and batches well on a GPU", "1", "2Gi",
-        content_only=True),
+        content_only=True,
+        triton_score=TritonScore("harmful-content", "probabilities", labels=("violence", "nudity", "hate_speech", "spam"))),
     CaseStudy.VIDEO_RECOMMENDATION: CaseStudyTraits(
         "cpu", "two-tower lookups and ANN search are memory-bound; the small ranking model does not fill a GPU",
-        "1", "3Gi", content_only=False),
+        "1", "3Gi", content_only=False,
+        triton_score=TritonScore("video-recommendation-ranking", "scores", select="max")),
     CaseStudy.AD_CLICK_PREDICTION: CaseStudyTraits(
         "cpu", "hashed sparse-embedding lookups and a small cross network are latency-bound at small batches; "
-               "a GPU would idle", "500m", "1Gi", content_only=False),
+               "a GPU would idle", "500m", "1Gi", content_only=False,
+        triton_score=TritonScore("ad-click-prediction", "click_probability")),
 }
 PRECISIONS: tuple[Precision, ...] = tuple(Precision)
 

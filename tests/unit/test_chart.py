@@ -165,7 +165,7 @@ def check_service_monitor(monitor: dict[str, Any], docs: list[dict[str, Any]]) -
 def test_rendered_crd_is_the_generated_one(tmp_path):
     crds = by_kind(render({}, tmp_path), "CustomResourceDefinition")
     committed = _yaml.load_all(REPO / "manifests" / "crds" / "mlsd.io_modeldeployments.yaml")
-    stale = "charts/mlsd-operator/crds is stale: run hack/update-chart.sh (after `mlsd crd -o manifests/crds/...`)"
+    stale = "charts/mlsd-operator/crds is stale: run hack/update-chart.sh"
     assert crds == committed, stale
     assert crds == [crd()], stale
 

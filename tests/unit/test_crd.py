@@ -18,7 +18,7 @@ def _schema():
 def test_committed_crd_matches_the_code():
     committed = _yaml.load_all(CRD_FILE)[0]
     assert committed == crd(), (
-        f"{CRD_FILE.relative_to(REPO)} is stale: regenerate it with `mlsd crd -o {CRD_FILE.relative_to(REPO)}`")
+        f"{CRD_FILE.relative_to(REPO)} is stale: regenerate it with hack/update-chart.sh")
 
 
 def test_schema_is_structural():

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlsd_contract import TRAITS
 from mlsd_predictors.pull import parse_config, write_config
 
 SHIM = Path(__file__).parent / "_triton_shim" / "model.py"
@@ -136,9 +137,9 @@ def localize(repositories: Sequence[Path], workdir: Path, *, native_onnxruntime:
 # Which output of which Triton model carries the score the canary analysis compares (the same
 # quantity the KServe predictors observe). Models run by the shim export it; others do not.
 SCORE_OUTPUTS = {
-    "ad-click-prediction": ("ad-click-prediction", "click_probability", "all", ""),
-    "harmful-content": ("harmful-content", "probabilities", "all", "violence,nudity,hate_speech,spam"),
-    "video-recommendation-ranking": ("video-recommendation", "scores", "max", ""),
+    traits.triton_score.model: (case.value, traits.triton_score.output, traits.triton_score.select,
+                                ",".join(traits.triton_score.labels))
+    for case, traits in TRAITS.items() if traits.triton_score is not None
 }
 
 
