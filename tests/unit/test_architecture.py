@@ -8,6 +8,7 @@ local control plane (mlsd_devcluster) is dev infrastructure that neither package
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,75 @@ def test_the_cli_loads_without_the_dev_extra() -> None:
     assert set(commands.split()) >= {"crd", "validate", "render", "operator", "build", "serve", "batch",
                                      "dev-cluster"}
     assert "pip install -e '.[dev]'" in refusal
+
+
+# -- docs/architecture.md's recipes stay true ------------------------------------------------------
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+LIMITS = {"Add a case study": 7, "Add a runtime": 8, "Add a rollout metric": 4}   # files edited, at most
+
+
+def _recipes() -> dict[str, tuple[list[str], list[str]]]:
+    """Recipe title -> (files edited: the numbered list's first path, files generated)."""
+    recipes: dict[str, tuple[list[str], list[str]]] = {}
+    title, generated = None, False
+    for line in ARCHITECTURE.read_text().splitlines():
+        if line.startswith("### "):
+            title, generated = line[4:].split(" (")[0], False
+            recipes[title] = ([], [])
+        elif title and (match := re.match(r"^\d+\. `([^`]+)`", line)):
+            recipes[title][0].append(match.group(1))
+        elif title and line.startswith("Generated:"):
+            generated = True
+            recipes[title][1].extend(re.findall(r"`([^`]+/[^`]+)`", line))
+        elif generated and line.startswith(("- ", "  ")):     # the bullets under "Generated:"
+            recipes[title][1].extend(re.findall(r"`([^`]+/[^`]+)`", line))
+        else:
+            generated = False
+    return recipes
+
+
+def _expand(path: str) -> list[Path]:
+    from mlsd_contract import CASE_STUDIES
+
+    if "<name>" in path:
+        return [ROOT / path.replace("<name>", name if path.endswith((".yaml", ".md")) else name.replace("-", "_"))
+                for name in CASE_STUDIES]
+    if "<runtime>" in path:
+        return [ROOT / path.replace("<runtime>", runtime) for runtime in ("kserve", "triton")]
+    return [ROOT / path]
+
+
+def test_the_recipes_name_real_files_within_the_budget() -> None:
+    recipes = _recipes()
+    assert set(recipes) == set(LIMITS), sorted(recipes)
+    for title, (edited, generated) in recipes.items():
+        assert 0 < len(edited) <= LIMITS[title], f"{title}: {len(edited)} files edited"
+        for path in edited + generated:
+            missing = [str(p.relative_to(ROOT)) for p in _expand(path) if not p.is_file()]
+            assert not missing, f"{title}: {missing} named by docs/architecture.md do not exist"
+
+
+def test_every_case_study_is_registered_where_the_recipe_says() -> None:
+    """Each case study the contract names has its traits, its model (found by name), its KServe
+    predictor (found by name: checked in a fresh process, since kserve's protobufs clash with
+    tritonclient's), a sample that validates, and a page in docs."""
+    from mlsd_contract import CASE_STUDIES, TRAITS, CaseStudy
+    from mlsd_contract.api import validate_manifest
+    from mlsd_predictors.casestudies import REGISTRY
+
+    assert set(TRAITS) == set(CaseStudy)
+    assert list(REGISTRY) == list(CASE_STUDIES)
+    for name in CASE_STUDIES:
+        import yaml
+
+        sample = yaml.safe_load((ROOT / "manifests" / "samples" / f"{name}.yaml").read_text())
+        mdep, problems = validate_manifest(sample)
+        assert mdep is not None and mdep.spec.case_study == name, problems
+        assert (ROOT / "docs" / "case-studies" / f"{name}.md").is_file()
+    script = ("from mlsd_contract import CASE_STUDIES\n"
+              "from mlsd_predictors.servers._registry import model_class\n"
+              "print(' '.join(model_class(n).case_study for n in CASE_STUDIES))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == list(CASE_STUDIES)
