@@ -167,6 +167,13 @@ def fetch(source: str, staging: Path) -> Path:
     return root
 
 
+def resolve_model_dir(location: str) -> Path:
+    """A predictor's model directory from a path, file:// URI, or s3:// gs:// URI (downloaded into a
+    fresh temporary directory); PullError says why not."""
+    remote = urlparse(location).scheme in REMOTE_SCHEMES
+    return fetch(location, Path(tempfile.mkdtemp(prefix="mlsd-model-")) if remote else Path())
+
+
 def _models(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 

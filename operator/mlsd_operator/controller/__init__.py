@@ -6,8 +6,8 @@
 
 from . import _handlers  # noqa: F401  (registers the kopf handlers)
 from ._kube import CHILD_KINDS, Kube, MissingApi, OwnershipConflict
-from ._reconcile import Outcome, PermanentFailure, WaitingForDependency, reconcile
+from ._reconcile import ReconcileResult, PermanentFailure, WaitingForDependency, reconcile
 from ._settings import OperatorSettings
 
-__all__ = ["CHILD_KINDS", "Kube", "MissingApi", "OperatorSettings", "Outcome", "OwnershipConflict",
+__all__ = ["CHILD_KINDS", "Kube", "MissingApi", "OperatorSettings", "ReconcileResult", "OwnershipConflict",
            "PermanentFailure", "WaitingForDependency", "reconcile"]

@@ -38,7 +38,7 @@ class WaitingForDependency(Exception):
 
 
 @dataclass
-class Outcome:
+class ReconcileResult:
     changes: list[tuple[str, ObjectKey]]      # ("created" | "updated" | "deleted", object)
     status: dict[str, Any]
     status_written: bool
@@ -144,7 +144,7 @@ def _start_canary(mdep: ModelDeployment, traffic: TrafficState, observed: st.Obs
     return TrafficState(canary.steps[step])
 
 
-def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, apply: bool = True) -> Outcome:
+def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, apply: bool = True) -> ReconcileResult:
     mdep = parse(body)
     current = dict(body.get("status") or {})
     uid = mdep.metadata.uid
@@ -192,7 +192,7 @@ def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, a
     if patch:
         kube.patch_status(mdep.metadata.namespace, mdep.metadata.name, patch)
         STATUS_WRITES.inc()
-    return Outcome(changes, desired_status, bool(patch))
+    return ReconcileResult(changes, desired_status, bool(patch))
 
 
 def record_failure(kube: Kube, body: dict[str, Any], reason: str, message: str) -> bool:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ._run import BatchError, BatchJob, run_shard
-from mlsd_predictors.servers.kserve import resolve_model_dir
+from mlsd_predictors.pull import PullError, resolve_model_dir
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not args.run:
         sys.exit("mlsd batch: no run id: pass --run or set MLSD_BATCH_RUN")
-    job = BatchJob(args.case_study, resolve_model_dir(args.model_dir), args.input, args.output, args.run,
+    try:
+        model_dir = resolve_model_dir(args.model_dir)
+    except PullError as err:
+        sys.exit(f"mlsd batch: --model-dir={args.model_dir}: {err}")
+    job = BatchJob(args.case_study, model_dir, args.input, args.output, args.run,
                    args.batch_size, args.shards, args.keep_runs)
     try:
         result = run_shard(job, args.shard)

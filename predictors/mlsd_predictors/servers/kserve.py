@@ -15,12 +15,11 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 from kserve import model_server
 
 from mlsd_predictors import CardError
+from mlsd_predictors.pull import PullError, resolve_model_dir
 
 from ._errors import VariantNotServable
 from ._registry import CASE_STUDIES, model_class
@@ -59,22 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_model_dir(location: str) -> Path:
-    if "://" not in location:
-        return Path(location)
-    if location.startswith("file://"):
-        return Path(location.removeprefix("file://"))
-    try:
-        from kserve_storage import Storage
-    except ImportError:
-        sys.exit(f"--model_dir={location}: remote URIs need KServe's storage helper: pip install kserve-storage==0.21.0")
-    return Path(Storage.download(location, out_dir=tempfile.mkdtemp(prefix="mlsd-model-")))
-
-
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     cls = model_class(args.case_study)
-    model = cls(args.model_name, resolve_model_dir(args.model_dir), track=args.track,
+    try:
+        model_dir = resolve_model_dir(args.model_dir)
+    except PullError as err:
+        sys.exit(f"mlsd predictor: refusing to serve: --model_dir={args.model_dir}: {err}")
+    model = cls(args.model_name, model_dir, track=args.track,
                 max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
                 ort_threads=args.ort_threads, workers=args.compute_workers)
     try:
