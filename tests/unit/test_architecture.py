@@ -155,3 +155,74 @@ def test_every_case_study_is_registered_where_the_recipe_says() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == list(CASE_STUDIES)
+
+
+TOY = '''
+import sys, types
+from enum import StrEnum
+
+import mlsd_contract._names as names
+
+# The recipe's first file: a CaseStudy member and its traits (done here before the API is imported).
+names.CaseStudy = StrEnum("CaseStudy", {**{c.name: c.value for c in names.CaseStudy}, "TOY_RANKING": "toy-ranking"})
+names.CASE_STUDIES = tuple(c.value for c in names.CaseStudy)
+names.TRAITS = {names.CaseStudy(c.value): t for c, t in names.TRAITS.items()}
+names.TRAITS[names.CaseStudy("toy-ranking")] = names.CaseStudyTraits(
+    "cpu", "a toy: nothing to accelerate", "250m", "512Mi", content_only=True)
+import mlsd_contract
+mlsd_contract.CaseStudy, mlsd_contract.CASE_STUDIES, mlsd_contract.TRAITS = names.CaseStudy, names.CASE_STUDIES, names.TRAITS
+
+# The second: its model module, `casestudies/_toy_ranking.py`, found by name (served from memory).
+import importlib.abc, importlib.util
+
+class ToyModule(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    name = "mlsd_predictors.casestudies._toy_ranking"
+
+    def find_spec(self, fullname, path, target=None):
+        return importlib.util.spec_from_loader(fullname, self) if fullname == self.name else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        from mlsd_predictors.casestudies._base import CaseStudy as Base
+
+        class ToyRanking(Base):
+            name, primary_metric, summary = "toy-ranking", "ndcg", "a toy"
+            train = graphs = evaluate = baseline_metrics = training_config = triton_steps = lambda self, *a: None
+
+        ToyRanking.__module__ = module.__name__
+        module.ToyRanking = ToyRanking
+
+sys.meta_path.insert(0, ToyModule())
+
+from mlsd_contract.api import crd, validate_manifest
+from mlsd_operator.builders import build_children
+from mlsd_predictors.casestudies import REGISTRY, case_study
+
+schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+assert "toy-ranking" in schema["caseStudy"]["enum"], schema["caseStudy"]
+manifest = {"apiVersion": "mlsd.io/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "toy", "namespace": "demo", "uid": "0"},
+            "spec": {"caseStudy": "toy-ranking", "runtime": "triton", "cache": None,
+                     "model": {"version": "1", "storageUri": "pvc://models/toy-ranking/1"}}}
+del manifest["spec"]["cache"]
+mdep, problems = validate_manifest(manifest)
+assert mdep is not None, problems
+children = build_children(mdep)
+pods = [c for c in children if c["kind"] == "Deployment"][0]["spec"]["template"]["spec"]
+requests = [c for c in pods["containers"] if c["name"] == "tritonserver"][0]["resources"]["requests"]
+assert requests == {"cpu": "250m", "memory": "512Mi"}, requests
+toy = REGISTRY["toy-ranking"]
+assert toy.__name__ == "ToyRanking" and isinstance(case_study("toy-ranking"), toy)
+print("ok", sorted(c["kind"] for c in children))
+'''
+
+
+def test_a_toy_case_study_flows_through_validate_render_and_the_build_registry() -> None:
+    """The recipe's first two files are enough for the API (CRD enum, validation), the builders
+    (placement and requests from its traits) and `mlsd build`'s registry. Run in a fresh process:
+    the contract's enum is extended before anything imports it."""
+    result = subprocess.run([sys.executable, "-c", TOY], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok"), result.stdout
