@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from mlsd_contract.api import Analysis, Canary
+from mlsd_contract.api import Analysis, Canary, DeadlineAction
 from mlsd_operator.rollout import (
     Action, Control, Decision, TrackMetrics, analyze, decide, format_time, parse_control, per_bucket_counts, psi,
 )
@@ -172,3 +172,44 @@ def test_every_check_has_its_threshold_in_the_api_and_its_value_in_status():
         assert check.name in result_keys, check
     status = analyze(THRESHOLDS, track(), track()).to_status("2026-11-27T12:00:00Z")
     assert AnalysisResult.model_validate(status).to_wire() == status
+
+
+# -- no evidence: never promoted; past progressDeadline, hold (and say so once) or roll back ---------
+
+def test_a_canary_without_requests_never_passes_even_with_min_requests_zero():
+    lenient = Analysis.model_validate({**THRESHOLDS.to_wire(), "minRequests": 0})
+    verdict = analyze(lenient, track(), track(requests=0, p99=None, scores=[0, 0, 0, 0]))
+    assert verdict.decision == Decision.WAIT and "no requests" in verdict.reason
+    step = decide(CANARY, status(step=2), NOW, None, verdict)
+    assert step.action == Action.WAIT and not step.ends_rollout
+
+
+def test_past_the_progress_deadline_a_waiting_step_holds_once_and_says_so():
+    late = status(started=601)         # default progressDeadline: 10m
+    step = decide(CANARY, late, NOW, None, verdict_of(track(requests=10)))
+    assert step.action == Action.STALL and step.canary["stalled"] is True
+    assert "progressDeadline 10m" in step.reason and "holding at 10%" in step.reason
+    again = decide(CANARY, late | {"stalled": True}, NOW, None, verdict_of(track(requests=10)))
+    assert again.action == Action.WAIT and "stalled" not in again.canary
+    assert decide(CANARY, status(started=599), NOW, None, verdict_of(track(requests=10))).action == Action.WAIT
+
+
+def test_past_the_progress_deadline_a_rollback_canary_rolls_back():
+    strict = CANARY.model_copy(update={"on_progress_deadline": DeadlineAction.ROLLBACK, "progress_deadline": "5m"})
+    step = decide(strict, status(step=1, started=300), NOW, None, verdict_of(track(requests=0)))
+    assert step.action == Action.ROLLBACK and step.ends_rollout and step.canary["trafficPercent"] == 0
+    assert "progressDeadline 5m" in step.reason
+
+
+def test_evidence_after_a_stall_moves_on_and_clears_it():
+    stalled = status(step=0, started=900, stalled=True)
+    step = decide(CANARY, stalled, NOW, None, verdict_of(track()))
+    assert step.action == Action.ADVANCE and step.canary["stalled"] is None
+    failed = decide(CANARY, stalled, NOW, None, verdict_of(track(errors=50)))
+    assert failed.action == Action.RETRY and failed.canary["stalled"] is None
+
+
+def test_the_progress_deadline_is_no_shorter_than_the_interval():
+    with pytest.raises(ValueError, match="progressDeadline must be at least canary.interval"):
+        Canary.model_validate({"model": {"version": "2", "storageUri": "pvc://m/2"}, "interval": "5m",
+                               "progressDeadline": "1m"})

@@ -161,3 +161,15 @@ def test_a_status_patch_writes_only_the_nested_fields_that_changed():
                                                 "readyReplicas": 0}}
     assert st.status_patch(stale, fresh) == {"canary": {"version": "3", "step": 0, "trafficPercent": 0,
                                                         "readyReplicas": 0, "lastAnalysis": None}}
+
+
+def test_a_stalled_canary_says_progressing_false_and_stays_in_status():
+    obj = mdep(canary=canary("2"), gateway={"name": "gw"})
+    observed = st.Observation({"1": st.observe_deployment("1", deployment(True, 2)),
+                               "2": st.observe_deployment("2", deployment(True, 1))})
+    current = {"canary": {"version": "2", "step": 0, "stepStartedAt": "t0", "trafficPercent": 10, "stalled": True}}
+    status = st.desired_status(obj, observed, TrafficState(10), current)
+    assert conditions(status)["Progressing"] == ("False", "ProgressDeadlineExceeded")
+    message = next(c for c in status["conditions"] if c["type"] == "Progressing")["message"]
+    assert "progressDeadline 10m" in message and "10%" in message
+    assert status["canary"]["stalled"] is True and status["phase"] == "Progressing"

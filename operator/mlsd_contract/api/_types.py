@@ -199,6 +199,11 @@ class Analysis(ApiModel):
     failure_limit: Annotated[int, Field(ge=1, le=100, description="Failed analyses before rollback.")] = 2
 
 
+class DeadlineAction(str, Enum):
+    HOLD = "hold"            # stay at the step's traffic, Progressing=False, until evidence comes
+    ROLLBACK = "rollback"    # roll back: a canary that cannot be judged is not promoted
+
+
 class Canary(ApiModel):
     model: ModelRef
     steps: Annotated[list[Annotated[int, Field(ge=1, le=100)]],
@@ -207,6 +212,13 @@ class Canary(ApiModel):
     interval: Annotated[str, Field(max_length=16, pattern=DURATION_PATTERN,
                                    description="Time at each step before the analysis decides.")] = "60s"
     analysis: Annotated[Analysis, _defaulted(Analysis)]
+    progress_deadline: Annotated[str, Field(
+        max_length=16, pattern=DURATION_PATTERN,
+        description="Longest a step may go without a verdict (too few canary requests to pass or fail "
+                    "it), counted from the step's start; then onProgressDeadline applies.")] = "10m"
+    on_progress_deadline: Annotated[DeadlineAction, Field(
+        description="hold: keep the step's traffic and report Progressing=False (ProgressDeadlineExceeded) "
+                    "until evidence comes; rollback: roll the canary back.")] = DeadlineAction.HOLD
 
     rules: ClassVar = (
         Rule(cel="self.steps.isSorted() && self.steps.all(x, self.steps.exists_one(y, y == x))",
@@ -217,6 +229,10 @@ class Canary(ApiModel):
              message="canary.interval must be at least 1s",
              check=lambda m: cel_duration(m.interval) >= 1.0,
              field_path=".interval"),
+        Rule(cel="duration(self.progressDeadline) >= duration(self.interval)",
+             message="canary.progressDeadline must be at least canary.interval (a step is judged after its interval)",
+             check=lambda m: cel_duration(m.progress_deadline) >= cel_duration(m.interval),
+             field_path=".progressDeadline"),
     )
 
 
@@ -486,6 +502,8 @@ class CanaryStatus(ApiModel):
     step_started_at: Annotated[str | None, Field(max_length=64)] = None
     failed_analyses: Annotated[int, Field(ge=0)] = 0
     paused: bool | None = None
+    stalled: bool | None = None
+    """Past spec.canary.progressDeadline without a verdict, holding (onProgressDeadline: hold)."""
     last_analysis: AnalysisResult | None = None
 
 

@@ -127,7 +127,7 @@ def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheu
     if dropped is not None:
         return TickResult(Step(Action.HOLD, dropped), events)
     ROLLOUT_DECISIONS.labels(step.action.value).inc()
-    warning = step.action in (Action.ROLLBACK, Action.ABORT, Action.RETRY)
+    warning = step.action in (Action.ROLLBACK, Action.ABORT, Action.RETRY, Action.STALL)
     events.append(("Warning" if warning else "Normal", f"Canary{step.action.value}", step.reason))
 
     if control in (Control.PROMOTE, Control.ABORT):
@@ -135,10 +135,10 @@ def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheu
                                     {"metadata": {"annotations": {CONTROL_ANNOTATION: None}}})
     if step.action == Action.PROMOTE:
         _finish_promotion(kube, mdep)              # the spec change re-renders: canary becomes stable
-    elif step.action in (Action.ADVANCE, Action.ROLLBACK, Action.ABORT, Action.PAUSE, Action.RESUME):
+    elif step.action in (Action.ADVANCE, Action.ROLLBACK, Action.ABORT, Action.PAUSE, Action.RESUME, Action.STALL):
         fresh = kube.get_model_deployment(mdep.metadata.namespace, mdep.metadata.name)
-        if fresh is not None:     # new traffic for the children, or just new conditions (pause/resume)
-            reconcile(kube, fresh, settings, apply=step.action not in (Action.PAUSE, Action.RESUME))
+        if fresh is not None:     # new traffic for the children, or just new conditions (pause/resume/stall)
+            reconcile(kube, fresh, settings, apply=step.action not in (Action.PAUSE, Action.RESUME, Action.STALL))
     return TickResult(step, events)
 
 

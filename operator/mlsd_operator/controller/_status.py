@@ -29,6 +29,7 @@ class Reason:
     CANARY_DEPLOYING = "CanaryDeploying"
     CANARY_ACTIVE = "CanaryActive"
     CANARY_PAUSED = "CanaryPaused"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     ROLLED_BACK = "RolledBack"
     ABORTED = "Aborted"
     STABLE = "Stable"
@@ -183,6 +184,11 @@ def desired_status(mdep: ModelDeployment, observed: Observation, traffic: Traffi
         conditions = set_condition(conditions, PROGRESSING, True, Reason.CANARY_PAUSED,
                                    f"canary {canary_version} paused at {traffic.canary_percent}% of traffic",
                                    generation)
+    elif canary_version and (current.get("canary") or {}).get("stalled"):
+        conditions = set_condition(conditions, PROGRESSING, False, Reason.PROGRESS_DEADLINE_EXCEEDED,
+                                   f"canary {canary_version} has had no verdict within progressDeadline "
+                                   f"{spec.canary.progress_deadline}: too few requests at {traffic.canary_percent}% "
+                                   f"of traffic; it holds there until it has one", generation)
     elif canary_version:
         conditions = set_condition(conditions, PROGRESSING, True, Reason.CANARY_ACTIVE,
                                    f"canary {canary_version} at {traffic.canary_percent}% of traffic", generation)

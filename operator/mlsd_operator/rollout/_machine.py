@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from mlsd_contract.api import Canary, parse_duration
+from mlsd_contract.api import Canary, DeadlineAction, parse_duration
 
 from ._analysis import Decision, Verdict
 
@@ -33,6 +33,7 @@ class Action(str, Enum):
     ABORT = "Abort"
     PAUSE = "Pause"
     RESUME = "Resume"
+    STALL = "Stalled"          # no verdict within progressDeadline: hold the step's traffic, say so
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,19 @@ def decide(canary: Canary, status: dict[str, Any], now: dt.datetime, control: Co
         return Step(Action.PAUSE, f"paused at step {step + 1} by the mlsd.io/rollout annotation", {"paused": True})
     if status.get("paused"):
         # A fresh window after a pause: traffic seen while paused is not this step's evidence.
-        return Step(Action.RESUME, f"resumed at step {step + 1}", {"paused": False, "stepStartedAt": stamp})
+        return Step(Action.RESUME, f"resumed at step {step + 1}",
+                    {"paused": False, "stepStartedAt": stamp} | ({"stalled": None} if status.get("stalled") else {}))
     if not analysis_due(canary, status, now):
         return Step(Action.HOLD, "interval not over")
     if verdict is None:
         raise ValueError("an analysis is due: pass its verdict")
     analysis = verdict.to_status(stamp)
     if verdict.decision == Decision.WAIT:
-        return Step(Action.WAIT, verdict.reason, {"lastAnalysis": analysis})
+        return _waited(canary, status, now, verdict, analysis)
+    settled = {"stalled": None} if status.get("stalled") else {}       # evidence came: no longer stalled
     if verdict.decision == Decision.FAIL:
         failed = int(status.get("failedAnalyses", 0)) + 1
-        fields = {"lastAnalysis": analysis, "failedAnalyses": failed}
+        fields = {"lastAnalysis": analysis, "failedAnalyses": failed, **settled}
         if failed >= canary.analysis.failure_limit:
             return Step(Action.ROLLBACK, f"{verdict.failed_metric}: {verdict.reason} "
                                          f"({failed} failed analyses, limit {canary.analysis.failure_limit})",
@@ -106,7 +109,29 @@ def decide(canary: Canary, status: dict[str, Any], now: dt.datetime, control: Co
                     fields | {"stepStartedAt": stamp})
     if step + 1 >= len(canary.steps):
         return Step(Action.PROMOTE, f"all {len(canary.steps)} steps passed; last: {verdict.reason}",
-                    {"lastAnalysis": analysis, "trafficPercent": 100})
+                    {"lastAnalysis": analysis, "trafficPercent": 100, **settled})
     nxt = step + 1
     return Step(Action.ADVANCE, f"step {step + 1} passed ({verdict.reason}); now {canary.steps[nxt]}%",
-                {"lastAnalysis": analysis, "step": nxt, "trafficPercent": canary.steps[nxt], "stepStartedAt": stamp})
+                {"lastAnalysis": analysis, "step": nxt, "trafficPercent": canary.steps[nxt], "stepStartedAt": stamp,
+                 **settled})
+
+
+def _waited(canary: Canary, status: dict[str, Any], now: dt.datetime, verdict: Verdict,
+            analysis: dict[str, Any]) -> Step:
+    """Too little evidence for a verdict: wait, until the step has gone `progressDeadline` without
+    one; then hold and say so once (Progressing=False), or roll back, as the spec says. A canary
+    that cannot be judged is never promoted."""
+    started = parse_time(status.get("stepStartedAt"))
+    overdue = started is not None and (now - started).total_seconds() >= parse_duration(canary.progress_deadline)
+    if not overdue:
+        return Step(Action.WAIT, verdict.reason, {"lastAnalysis": analysis})
+    step = int(status.get("step", 0))
+    late = (f"no verdict at step {step + 1} within progressDeadline {canary.progress_deadline} "
+            f"({verdict.reason})")
+    if canary.on_progress_deadline == DeadlineAction.ROLLBACK:
+        return Step(Action.ROLLBACK, f"{late}; onProgressDeadline: rollback",
+                    {"lastAnalysis": analysis, "trafficPercent": 0})
+    if status.get("stalled"):
+        return Step(Action.WAIT, verdict.reason, {"lastAnalysis": analysis})
+    return Step(Action.STALL, f"{late}; holding at {status.get('trafficPercent', 0)}% until it has one "
+                              "(onProgressDeadline: hold)", {"lastAnalysis": analysis, "stalled": True})
