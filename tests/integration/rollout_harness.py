@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -70,6 +71,23 @@ def rerecord_self_check(variant: Path) -> None:
         names = [o.name for o in session.get_outputs()]
         arrays.update({f"{file}|out|{n}": v for n, v in zip(names, session.run(None, feeds), strict=True)})
     np.savez(rows, **arrays)
+
+
+def infer(address: str, rows: int, rng: np.random.Generator) -> int:
+    """One v2 REST request of `rows` ad-click rows; the HTTP status."""
+    body = {"inputs": [
+        {"name": "sparse_ids", "datatype": "INT64", "shape": [rows, 8],
+         "data": rng.integers(0, 1_000_000, size=rows * 8).tolist()},
+        {"name": "dense", "datatype": "FP32", "shape": [rows, 6],
+         "data": rng.lognormal(1.0, 1.0, size=rows * 6).round(4).tolist()},
+    ]}
+    request = urllib.request.Request(f"http://{address}/v2/models/{CASE}/infer", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 class PrometheusServer:
@@ -144,20 +162,7 @@ class Predictor:
         return f"{HOST}:{self.http_port}"
 
     def infer(self, rows: int, rng: np.random.Generator) -> int:
-        body = {"inputs": [
-            {"name": "sparse_ids", "datatype": "INT64", "shape": [rows, 8],
-             "data": rng.integers(0, 1_000_000, size=rows * 8).tolist()},
-            {"name": "dense", "datatype": "FP32", "shape": [rows, 6],
-             "data": rng.lognormal(1.0, 1.0, size=rows * 6).round(4).tolist()},
-        ]}
-        request = urllib.request.Request(f"http://{self.address}/v2/models/{CASE}/infer",
-                                         data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                return reply.status
-        except urllib.error.HTTPError as error:
-            return error.code
+        return infer(self.address, rows, rng)
 
     def stop(self) -> None:
         stop_process(self.process, group=True)

@@ -104,6 +104,7 @@ def _tritonserver(pod: c.PodPlacement, config: RenderConfig) -> dict[str, Any]:
             f"--grpc-port={GRPC_PORT}",
             f"--metrics-port={METRICS_PORT}",
             f"--allow-gpu-metrics={'true' if pod.gpu else 'false'}",
+            "--metrics-config=summary_latencies=true",     # the canary analysis' p99 (rollout/_promql.py)
         ],
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},

@@ -41,7 +41,8 @@ class TickResult:
 
 
 def _selector(mdep: ModelDeployment, version: str) -> TrackSelector:
-    return TrackSelector(mdep.metadata.namespace, mdep.metadata.name, version)
+    return TrackSelector(mdep.metadata.namespace, mdep.metadata.name, version, mdep.spec.runtime.value,
+                         mdep.spec.case_study.value)
 
 
 def _finish_promotion(kube: Kube, mdep: ModelDeployment) -> None:

@@ -1,7 +1,12 @@
-"""PromQL for the canary analysis, over the series every mlsd predictor exports
-(mlsd_contract.metrics). Series are selected by the labels Prometheus
-adds from the pod (namespace, model_deployment from `mlsd.io/model-deployment`) plus the
-predictor's own `version` label; docs/progressive-delivery.md shows the scrape relabeling."""
+"""PromQL for the canary analysis. Series are selected by the labels Prometheus adds from the pod
+(namespace, model_deployment from `mlsd.io/model-deployment`, version from `mlsd.io/version`);
+docs/progressive-delivery.md shows the scrape relabeling.
+
+KServe predictors export the mlsd_* series (mlsd_contract.metrics). tritonserver exports its own
+nv_* series per model: requests and failures as counters, latency as a summary over a sliding
+window (`--metrics-config=summary_latencies=true`), selected on the entry model clients call (the
+case study) so an ensemble's steps are not counted again; the score histograms come from the
+Python-backend shim (mlsd_prediction_score, the same buckets as KServe's)."""
 
 from __future__ import annotations
 
@@ -14,33 +19,58 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+TRITON = "triton"
+TRITON_SUCCESS = "nv_inference_request_success"
+TRITON_FAILURE = "nv_inference_request_failure"
+TRITON_LATENCY_SUMMARY = "nv_inference_request_summary_us"
+
+
 @dataclass(frozen=True)
 class TrackSelector:
     namespace: str
     model_deployment: str
     version: str
+    runtime: str = "kserve"
+    model: str | None = None
+    """Triton: the entry model's name (the case study)."""
 
     def labels(self, *extra: str) -> str:
         parts = [f"namespace={_quote(self.namespace)}", f"model_deployment={_quote(self.model_deployment)}",
                  f"version={_quote(self.version)}", *extra]
         return "{" + ",".join(parts) + "}"
 
+    def triton(self, *extra: str) -> str:
+        """`labels` plus the entry model's name, for tritonserver's per-model series."""
+        return self.labels(f"model={_quote(self.model or '')}", *extra)
+
 
 def window(seconds: float) -> str:
     return f"{max(int(round(seconds)), 1)}s"
 
 
+def _increase(series: str, seconds: float) -> str:
+    return f"sum(increase({series}[{window(seconds)}]))"
+
+
 def requests(track: TrackSelector, seconds: float) -> str:
-    return f"sum(increase({REQUESTS.series}{track.labels()}[{window(seconds)}]))"
+    if track.runtime == TRITON:     # every finished request, failed or not ("or vector(0)": none yet)
+        return (f"({_increase(TRITON_SUCCESS + track.triton(), seconds)} or vector(0)) + "
+                f"({_increase(TRITON_FAILURE + track.triton(), seconds)} or vector(0))")
+    return _increase(REQUESTS.series + track.labels(), seconds)
 
 
 def errors(track: TrackSelector, seconds: float) -> str:
-    """Server-side failures only: a 4xx is the client's bad input, not the model's fault."""
-    selector = track.labels('code=~"5.."')
-    return f"sum(increase({REQUESTS.series}{selector}[{window(seconds)}]))"
+    """Server-side failures only: a 4xx is the client's bad input, not the model's fault. Triton
+    counts a failed request without telling the two apart, so every failure counts there."""
+    if track.runtime == TRITON:
+        return _increase(TRITON_FAILURE + track.triton(), seconds)
+    return _increase(REQUESTS.series + track.labels('code=~"5.."'), seconds)
 
 
 def latency_p99_ms(track: TrackSelector, seconds: float) -> str:
+    if track.runtime == TRITON:     # the slowest replica's p99 over Triton's own window
+        summary = TRITON_LATENCY_SUMMARY + track.triton('quantile="0.99"')
+        return f"max({summary}) / 1000"
     buckets = DURATION.bucket + track.labels('stage="total"')
     return f"1000 * histogram_quantile(0.99, sum by (le) (rate({buckets}[{window(seconds)}])))"
 
