@@ -60,7 +60,7 @@ def test_the_analysis_judges_tritonserver_on_its_own_series(tracks, tmp_path: Pa
         time.sleep(4)        # two scrapes after the last request
 
         reader = Prometheus(prometheus.url)
-        seen = {v: reader.track(TrackSelector(NAMESPACE, NAME, v, "triton", CASE), 120) for v in tracks}
+        seen = {v: reader.track(TrackSelector(NAMESPACE, NAME, v, CASE), 120) for v in tracks}
         for version, metrics in seen.items():
             # increase() extrapolates to the window's edges: close to, not exactly, what was sent
             assert REQUESTS * 0.9 <= metrics.requests <= REQUESTS * 1.5, (version, metrics)
@@ -75,7 +75,7 @@ def test_the_analysis_judges_tritonserver_on_its_own_series(tracks, tmp_path: Pa
         assert verdict.decision == Decision.PASS, verdict
         assert verdict.latency_p99_ms and verdict.prediction_drift is not None
 
-        unseen = reader.track(TrackSelector(NAMESPACE, NAME, "3", "triton", CASE), 120)
+        unseen = reader.track(TrackSelector(NAMESPACE, NAME, "3", CASE), 120)
         lenient = Analysis(min_requests=0)
         idle = analyze(lenient, seen["1"], unseen)
         assert unseen.requests == 0 and idle.decision == Decision.WAIT and "no requests" in idle.reason

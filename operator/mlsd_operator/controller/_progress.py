@@ -41,8 +41,7 @@ class TickResult:
 
 
 def _selector(mdep: ModelDeployment, version: str) -> TrackSelector:
-    return TrackSelector(mdep.metadata.namespace, mdep.metadata.name, version, mdep.spec.runtime.value,
-                         mdep.spec.case_study.value)
+    return TrackSelector(mdep.metadata.namespace, mdep.metadata.name, version, mdep.spec.case_study.value)
 
 
 def _finish_promotion(kube: Kube, mdep: ModelDeployment) -> None:

@@ -2,11 +2,14 @@
 (namespace, model_deployment from `mlsd.io/model-deployment`, version from `mlsd.io/version`);
 docs/progressive-delivery.md shows the scrape relabeling.
 
-KServe predictors export the mlsd_* series (mlsd_contract.metrics). tritonserver exports its own
-nv_* series per model: requests and failures as counters, latency as a summary over a sliding
-window (`--metrics-config=summary_latencies=true`), selected on the entry model clients call (the
-case study) so an ensemble's steps are not counted again; the score histograms come from the
-Python-backend shim (mlsd_prediction_score, the same buckets as KServe's)."""
+Each query reads what the track's pods export. The mlsd predictors export the mlsd_* series
+(mlsd_contract.metrics). tritonserver exports no mlsd_* request series, only its own nv_* series
+per model, so request, error and latency queries fall back to those (PromQL `or`):
+- requests and failures as counters;
+- latency as a summary over a sliding window (`--metrics-config=summary_latencies=true`).
+They are selected on the entry model clients call (the case study), so an ensemble's steps are not
+counted again. The score histograms come from the Python-backend shim (mlsd_prediction_score, the
+same buckets as KServe's)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-TRITON = "triton"
 TRITON_SUCCESS = "nv_inference_request_success"
 TRITON_FAILURE = "nv_inference_request_failure"
 TRITON_LATENCY_SUMMARY = "nv_inference_request_summary_us"
@@ -30,9 +32,8 @@ class TrackSelector:
     namespace: str
     model_deployment: str
     version: str
-    runtime: str = "kserve"
     model: str | None = None
-    """Triton: the entry model's name (the case study)."""
+    """The entry model's name (the case study), for tritonserver's per-model series."""
 
     def labels(self, *extra: str) -> str:
         parts = [f"namespace={_quote(self.namespace)}", f"model_deployment={_quote(self.model_deployment)}",
@@ -53,26 +54,24 @@ def _increase(series: str, seconds: float) -> str:
 
 
 def requests(track: TrackSelector, seconds: float) -> str:
-    if track.runtime == TRITON:     # every finished request, failed or not ("or vector(0)": none yet)
-        return (f"({_increase(TRITON_SUCCESS + track.triton(), seconds)} or vector(0)) + "
-                f"({_increase(TRITON_FAILURE + track.triton(), seconds)} or vector(0))")
-    return _increase(REQUESTS.series + track.labels(), seconds)
+    # Triton: every finished request, failed or not ("or vector(0)": a counter not there yet)
+    triton = (f"({_increase(TRITON_SUCCESS + track.triton(), seconds)} or vector(0)) + "
+              f"({_increase(TRITON_FAILURE + track.triton(), seconds)} or vector(0))")
+    return f"{_increase(REQUESTS.series + track.labels(), seconds)} or ({triton})"
 
 
 def errors(track: TrackSelector, seconds: float) -> str:
     """Server-side failures only: a 4xx is the client's bad input, not the model's fault. Triton
     counts a failed request without telling the two apart, so every failure counts there."""
-    if track.runtime == TRITON:
-        return _increase(TRITON_FAILURE + track.triton(), seconds)
-    return _increase(REQUESTS.series + track.labels('code=~"5.."'), seconds)
+    ours = _increase(REQUESTS.series + track.labels('code=~"5.."'), seconds)
+    return f"{ours} or {_increase(TRITON_FAILURE + track.triton(), seconds)}"
 
 
 def latency_p99_ms(track: TrackSelector, seconds: float) -> str:
-    if track.runtime == TRITON:     # the slowest replica's p99 over Triton's own window
-        summary = TRITON_LATENCY_SUMMARY + track.triton('quantile="0.99"')
-        return f"max({summary}) / 1000"
     buckets = DURATION.bucket + track.labels('stage="total"')
-    return f"1000 * histogram_quantile(0.99, sum by (le) (rate({buckets}[{window(seconds)}])))"
+    ours = f"1000 * histogram_quantile(0.99, sum by (le) (rate({buckets}[{window(seconds)}])))"
+    # Triton: the slowest replica's p99, over Triton's own sliding window
+    return f"({ours}) or (max({TRITON_LATENCY_SUMMARY}{track.triton('quantile=' + _quote('0.99'))}) / 1000)"
 
 
 def score_buckets(track: TrackSelector, seconds: float) -> str:
