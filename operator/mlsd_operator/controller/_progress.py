@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from mlsd_contract.api import ModelDeployment, Outcome, parse_duration
+from mlsd_contract.api import HistoryEntry, ModelDeployment, Outcome, parse_duration
 from mlsd_contract.tracks import TrafficState, promoted
 from mlsd_operator.rollout import (
     CONTROL_ANNOTATION, Action, Control, Prometheus, Step, TrackSelector, analysis_due, analyze, decide, drift,
@@ -120,8 +120,8 @@ def tick(kube: Kube, body: dict[str, Any], settings: OperatorSettings, prometheu
 
     patch: dict[str, Any] = {"canary": {**current, **step.canary}}
     if step.ends_rollout:
-        entry = {"version": canary.model.version, "outcome": OUTCOMES[step.action].value, "at": format_time(now),
-                 "reason": step.reason[:1000]}
+        entry = HistoryEntry(version=canary.model.version, outcome=OUTCOMES[step.action], at=format_time(now),
+                             reason=step.reason[:1000]).to_wire()
         patch["history"] = ((status.get("history") or []) + [entry])[-HISTORY_LIMIT:]
     dropped = _write_step(kube, mdep, body, step, patch)
     if dropped is not None:
