@@ -226,3 +226,28 @@ def test_a_toy_case_study_flows_through_validate_render_and_the_build_registry()
     result = subprocess.run([sys.executable, "-c", TOY], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ok"), result.stdout
+
+
+HIDE = """
+import importlib.abc, sys
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname == {name!r}:      # as if not installed
+            raise ModuleNotFoundError(f"No module named {{fullname!r}}", name=fullname)
+sys.meta_path.insert(0, Hide())
+from mlsd_contract.cli import build_app
+app = build_app()
+print(" ".join(sorted(c.name for c in app.registered_commands) + sorted(g.name for g in app.registered_groups)))
+"""
+
+
+def test_the_cli_loads_without_a_package_the_image_leaves_out() -> None:
+    """The operator image ships no mlsd_devcluster: `mlsd` loads without its commands; a package
+    that is there but misses a part still fails loudly."""
+    result = subprocess.run([sys.executable, "-c", HIDE.format(name="mlsd_devcluster")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "operator" in result.stdout.split() and "dev-cluster" not in result.stdout.split()
+    broken = subprocess.run([sys.executable, "-c", HIDE.format(name="mlsd_operator.controller")],
+                            capture_output=True, text=True, timeout=120)
+    assert broken.returncode != 0 and "No module named 'mlsd_operator.controller'" in broken.stderr
