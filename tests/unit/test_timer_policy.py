@@ -25,6 +25,13 @@ TIMERS = {
 }
 
 
+class _Reads:
+    """The one call the timers make before their work: reading the object under its lock."""
+
+    def get_model_deployment(self, namespace: str, name: str) -> dict:
+        return BODY
+
+
 def _run(monkeypatch: pytest.MonkeyPatch, timer: str, error: Exception, memo: kopf.Memo | None = None):
     target, _, _ = TIMERS[timer]
 
@@ -35,7 +42,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, timer: str, error: Exception, memo: ko
         monkeypatch.setattr(handlers, "tick", fail)
     else:
         monkeypatch.setattr(handlers.drift, "check", fail)
-    memo = memo if memo is not None else kopf.Memo(kube=None, settings=None, prometheus=None)
+    memo = memo if memo is not None else kopf.Memo(kube=_Reads(), settings=None, prometheus=None)
     return getattr(handlers, timer)(body=BODY, memo=memo, logger=logging.getLogger("test"))
 
 
@@ -66,7 +73,7 @@ def test_a_conflict_is_left_to_the_next_tick(monkeypatch: pytest.MonkeyPatch, ti
 def test_prometheus_away_warns_once_a_minute(monkeypatch: pytest.MonkeyPatch, timer: str) -> None:
     warnings: list[tuple[str, str]] = []
     monkeypatch.setattr(handlers.kopf, "warn", lambda body, *, reason, message: warnings.append((reason, message)))
-    memo = kopf.Memo(kube=None, settings=None, prometheus=None)
+    memo = kopf.Memo(kube=_Reads(), settings=None, prometheus=None)
     for _ in range(3):
         with pytest.raises(kopf.TemporaryError) as raised:
             _run(monkeypatch, timer, PrometheusError("connection refused"), memo)

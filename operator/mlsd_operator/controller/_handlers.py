@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -66,21 +67,49 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     LEADER.set(1)
 
 
+_LOCKS: dict[tuple[str, str], threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _serialized(memo: kopf.Memo, body: kopf.Body | dict[str, Any]) -> Iterator[dict[str, Any] | None]:
+    """One writer per ModelDeployment at a time, working from the object as it is now.
+
+    kopf runs an object's event handlers, its resync and rollout timers and its children's events
+    concurrently, in its thread pool. Unserialized, two reconciles interleaved their reads and
+    writes: one worked from the status as it was before the rollout tick moved the split, and
+    wrote the route back to the old weight between the other's availability check and its write.
+    Holding the object's lock from the read to the last write makes each check-then-write whole.
+    None: the object is gone or being deleted."""
+    meta = body.get("metadata") or {}
+    key = (meta.get("namespace") or "", meta.get("name") or "")
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(key, threading.RLock())
+    with lock:
+        fresh = memo.kube.get_model_deployment(*key)
+        yield None if fresh is None or (fresh.get("metadata") or {}).get("deletionTimestamp") else fresh
+
+
 def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, *, apply: bool = True) -> None:
     started = time.perf_counter()
     obj = dict(body)
     previous_phase = (obj.get("status") or {}).get("phase")
     try:
-        outcome = reconcile(memo.kube, obj, memo.settings, apply=apply)
+        with _serialized(memo, body) as fresh:
+            if fresh is None:
+                return
+            obj = fresh
+            previous_phase = (obj.get("status") or {}).get("phase")
+            outcome = reconcile(memo.kube, obj, memo.settings, apply=apply)
     except PermanentFailure as failure:
         RECONCILES.labels(trigger, "failed").inc()
         if record_failure(memo.kube, obj, failure.reason, str(failure)):
-            kopf.warn(body, reason=failure.reason, message=str(failure))
+            kopf.warn(obj, reason=failure.reason, message=str(failure))
         raise kopf.PermanentError(str(failure)) from None
     except WaitingForDependency as waiting:
         RECONCILES.labels(trigger, "waiting").inc()
         if record_failure(memo.kube, obj, st.Reason.DEPENDENCY_MISSING, str(waiting)):
-            kopf.warn(body, reason=st.Reason.DEPENDENCY_MISSING, message=str(waiting))
+            kopf.warn(obj, reason=st.Reason.DEPENDENCY_MISSING, message=str(waiting))
         raise kopf.TemporaryError(str(waiting), delay=memo.settings.dependency_retry_seconds) from None
     except (urllib3.exceptions.HTTPError, OSError) as error:
         RECONCILES.labels(trigger, "error").inc()
@@ -95,8 +124,8 @@ def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
         # The API server refused a child (quota, admission, exhausted IP range...): say so in status.
         message = f"the API server refused a write ({error.status} {error.reason}): {_api_message(error)}"
         try:
-            if record_failure(memo.kube, obj, st.Reason.APPLY_FAILED, message):
-                kopf.warn(body, reason=st.Reason.APPLY_FAILED, message=message)
+            if "spec" in obj and record_failure(memo.kube, obj, st.Reason.APPLY_FAILED, message):
+                kopf.warn(obj, reason=st.Reason.APPLY_FAILED, message=message)
         except (ApiException, urllib3.exceptions.HTTPError, OSError):
             pass    # the status write is refused too (a restarting API server's 403s): the retry below still runs
         raise kopf.TemporaryError(message, delay=10) from None
@@ -104,10 +133,10 @@ def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
         RECONCILE_SECONDS.labels(trigger).observe(time.perf_counter() - started)
     RECONCILES.labels(trigger, "ok").inc()
     for action, key in outcome.changes:
-        kopf.info(body, reason=action.capitalize(), message=f"{action} {key.kind} {key.name}")
+        kopf.info(obj, reason=action.capitalize(), message=f"{action} {key.kind} {key.name}")
     phase = outcome.status.get("phase")
     if phase != previous_phase:
-        kopf.info(body, reason="PhaseChanged", message=f"{previous_phase or 'None'} -> {phase}")
+        kopf.info(obj, reason="PhaseChanged", message=f"{previous_phase or 'None'} -> {phase}")
     logger.debug("reconciled: %d change(s), status written: %s", len(outcome.changes), outcome.status_written)
 
 
@@ -140,9 +169,8 @@ def _owner_changed(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> 
     namespace = body.get("metadata", {}).get("namespace")
     if not name or not hasattr(memo, "kube"):
         return
-    owner = memo.kube.get_model_deployment(namespace, name)
-    if owner is None or (owner.get("metadata") or {}).get("deletionTimestamp"):
-        return
+    owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment",
+             "metadata": {"namespace": namespace, "name": name}}     # _run reads it, under its lock
     try:
         _run("child", kopf.Body(owner), memo, logger, apply=False)
     except (kopf.PermanentError, kopf.TemporaryError):
@@ -195,8 +223,11 @@ def _post(body: kopf.Body, events: list[tuple[str, str, str]]) -> None:
 @kopf.timer(GROUP, VERSION, PLURAL, interval=ROLLOUT_TICK_SECONDS, when=_has_rollout)
 def rollout(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     """Progressive delivery: analyse, then advance, promote, roll back, pause or abort."""
-    with _periodic(body, memo, unavailable="AnalysisUnavailable", delay=ROLLOUT_TICK_SECONDS):
-        result = tick(memo.kube, dict(body), memo.settings, memo.prometheus)
+    with _periodic(body, memo, unavailable="AnalysisUnavailable", delay=ROLLOUT_TICK_SECONDS), \
+            _serialized(memo, body) as fresh:
+        if fresh is None:
+            return
+        result = tick(memo.kube, fresh, memo.settings, memo.prometheus)
         _post(body, result.events)
         if result.step is not None:
             logger.debug("rollout tick: %s (%s)", result.step.action.value, result.step.reason)
