@@ -220,8 +220,13 @@ def test_kserve_autoscaling_per_mode(mode, metric, autoscaler, fields):
 
 def test_batching_reaches_both_runtimes():
     batching = {"maxBatchSize": 48, "maxLatencyMs": 4}
-    isvc = one(build_children(mdep(batching=batching)), "InferenceService")
-    assert isvc["spec"]["predictor"]["batcher"] == {"maxBatchSize": 48, "maxLatency": 4}
+    isvc = one(build_children(mdep(batching=batching, canary=canary("8")), traffic=TrafficState(25)),
+               "InferenceService")
+    # The predictors' own batcher (v2), not KServe's agent batcher (v1 only, so it would do nothing).
+    for predictor in (isvc["spec"]["predictor"], isvc["spec"]["canary"][0]["predictor"]):
+        assert "batcher" not in predictor
+        env = {e["name"]: e["value"] for e in predictor["model"]["env"]}
+        assert env["MLSD_MAX_BATCH_SIZE"] == "48" and env["MLSD_MAX_LATENCY_MS"] == "4"
     puller = triton_pod(build_children(mdep(runtime="triton", batching=batching)), "demo-v1")["initContainers"][0]
     assert "--max-batch-size=48" in puller["args"] and "--max-queue-delay-us=4000" in puller["args"]
 

@@ -73,7 +73,7 @@ def _model_spec(mdep: ModelDeployment, model: ModelRef, pod: c.PodPlacement, tra
     return {
         "modelFormat": {"name": model_format(mdep)},
         # The predictor labels its metrics with the track (the analysis itself selects by version).
-        "env": [{"name": "MLSD_TRACK", "value": track}, *_cache_env(mdep)],
+        "env": [{"name": "MLSD_TRACK", "value": track}, *_cache_env(mdep), *_batching_env(mdep.spec.batching)],
         "runtime": runtime_name(mdep),
         "protocolVersion": "v2",
         "storageUri": c.variant_uri(model, KSERVE_LAYOUT),
@@ -98,10 +98,14 @@ def _placement_fields(pod: c.PodPlacement) -> dict[str, Any]:
     return fields
 
 
-def _batcher(batching: Batching | None) -> dict[str, Any]:
+def _batching_env(batching: Batching | None) -> list[dict[str, str]]:
+    """spec.batching for the predictor's own micro-batcher, which serves v2 (REST and gRPC). KServe's
+    agent batcher (`predictor.batcher`) handles the v1 protocol only: set there, the values would do
+    nothing for the v2 traffic these predictors take."""
     if batching is None:
-        return {}
-    return {"batcher": {"maxBatchSize": batching.max_batch_size, "maxLatency": batching.max_latency_ms}}
+        return []
+    return [{"name": "MLSD_MAX_BATCH_SIZE", "value": str(batching.max_batch_size)},
+            {"name": "MLSD_MAX_LATENCY_MS", "value": str(batching.max_latency_ms)}]
 
 
 def _inflight_query(mdep: ModelDeployment, metric: ScaleMetric) -> str:
@@ -173,7 +177,6 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
         "model": _model_spec(mdep, spec.model, pod, STABLE),
         **scaling,
         **_placement_fields(pod),
-        **_batcher(spec.batching),
         **_service_account(mdep, spec.model),
     }
     isvc_spec: dict[str, Any] = {"predictor": predictor}
@@ -188,7 +191,6 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
                     # The v0.20 CRD requires the canary model's container name (the stable one defaults).
                     "model": {"name": "kserve-container", **_model_spec(mdep, canary, pod, CANARY)},
                     **_placement_fields(pod),
-                    **_batcher(spec.batching),
                     **_service_account(mdep, canary),
                 },
             }]

@@ -35,8 +35,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="bind address (127.0.0.1 for local use)")
     parser.add_argument("--track", default=os.environ.get("MLSD_TRACK", "stable"),
                         help="metrics label: stable | canary | shadow")
-    parser.add_argument("--max_batch_size", type=int, default=None, help="rows per request and per execution")
-    parser.add_argument("--max_latency_ms", type=float, default=0.0, help="wait to fill a batch (0: opportunistic)")
+    batch_size = os.environ.get("MLSD_MAX_BATCH_SIZE")     # spec.batching, as the operator renders it
+    parser.add_argument("--max_batch_size", type=int, default=int(batch_size) if batch_size else None,
+                        help="rows per request and per execution (default: $MLSD_MAX_BATCH_SIZE)")
+    parser.add_argument("--max_latency_ms", type=float, default=float(os.environ.get("MLSD_MAX_LATENCY_MS", "0")),
+                        help="wait to fill a batch (0: opportunistic; default: $MLSD_MAX_LATENCY_MS)")
     parser.add_argument("--ort_threads", type=int, default=int(os.environ.get("MLSD_ORT_THREADS", "0")),
                         help="onnxruntime intra-op threads (0: one per core)")
     parser.add_argument("--compute_workers", type=int, default=-1,
