@@ -1,6 +1,6 @@
 """KServe children: a ServingRuntime for the case study's predictor and one InferenceService.
 
-Canary support differs by KServe deployment mode (docs/kserve-modes.md):
+Canary support differs by KServe deployment mode (docs/operator.md, "KServe modes"):
 - Standard (KServe >= 0.20): the canary is an explicit `spec.canary[]` entry with its own
   predictor and `trafficPercent`; the stable predictor stays as it is.
 - Serverless (Knative): `predictor.canaryTrafficPercent` splits between the latest revision
