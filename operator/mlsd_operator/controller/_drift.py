@@ -22,7 +22,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlsd_contract.api import DriftMonitoring, ModelDeployment, parse_duration
+from mlsd_contract.api import (
+    DriftMonitoring, DriftStatus, FeatureDrift, ModelDeployment, RetrainingStatus, parse_duration,
+)
 from mlsd_operator.builders import build_retraining_job, retraining_job_name
 from mlsd_operator.rollout import Prometheus, TrackSelector, format_time, parse_time, per_feature_bins, psi_against_reference
 from mlsd_operator.rollout import _promql as q
@@ -127,11 +129,11 @@ def check(kube: Kube, body: dict[str, Any], settings: OperatorSettings, promethe
     verdict = assess(reference, live, spec, version)
     result.checked = True
 
-    patch: dict[str, Any] = {"drift": {
-        "at": format_time(now), "version": version, "samples": round(verdict.samples, 3), "drifted": verdict.drifted,
-        "features": [{"feature": f, "psi": round(v, 6)} for f, v in verdict.features[:TOP_FEATURES]],
-        "reason": verdict.message[:1024],
-    }}
+    patch: dict[str, Any] = {"drift": DriftStatus(
+        at=format_time(now), version=version, samples=round(verdict.samples, 3), drifted=verdict.drifted,
+        features=[FeatureDrift(feature=f, psi=round(v, 6)) for f, v in verdict.features[:TOP_FEATURES]],
+        reason=verdict.message[:1024],
+    ).to_wire()}
     conditions = list(status.get("conditions") or [])
     old = next((c for c in conditions if c.get("type") == DRIFTED), {})
     patch["conditions"] = set_tristate_condition(conditions, DRIFTED, verdict.drifted, verdict.reason,
@@ -175,10 +177,8 @@ def _trigger_retraining(kube: Kube, mdep: ModelDeployment, settings: OperatorSet
             return None      # not triggered: the next check retries
         message = f"called the retraining webhook (retraining #{number}) for drifted {features}"
     result.events.append(("Normal", "RetrainingStarted", message))
-    out = {"count": number, "lastTriggeredAt": format_time(now), "lastReason": message[:1024]}
-    if name:
-        out["lastJob"] = name
-    return out
+    return RetrainingStatus(count=number, last_triggered_at=format_time(now), last_reason=message[:1024],
+                            last_job=name or None).to_wire()
 
 
 def _call_webhook(url: str, mdep: ModelDeployment, number: int, drift: dict[str, Any]) -> str | None:
