@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config as kube_config, dynamic
@@ -144,8 +145,11 @@ class Kube:
         """Pods of one track (read only while it is not available: see _reconcile._observe)."""
         return self.resource("v1", "Pod").get(namespace=namespace, label_selector=label_selector).to_dict()["items"]
 
-    def apply(self, obj: dict[str, Any], owner_uid: str) -> str:
+    def apply(self, obj: dict[str, Any], owner_uid: str, *,
+              just_before: Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]] | None = None) -> str:
         """Server-side apply, after checking that an existing object is ours (or ours to adopt).
+        `just_before(obj, existing)` may still change the object after every read but its own, right
+        before the write (the route's availability check: the shortest time from check to write).
 
         Returns "created", "updated" or "unchanged" (an apply that changes nothing writes nothing)."""
         meta = obj["metadata"]
@@ -162,6 +166,8 @@ class Kube:
                     f"{obj['kind']} {meta['namespace']}/{meta['name']} already exists and is {whose}; "
                     "rename the ModelDeployment or delete that object")
         resource = self.resource(obj["apiVersion"], obj["kind"])
+        if just_before is not None:
+            obj = just_before(obj, existing)
         applied = resource.server_side_apply(body=obj, name=meta["name"], namespace=meta["namespace"],
                                              field_manager=FIELD_MANAGER, force_conflicts=True)
         if existing is None:

@@ -112,7 +112,7 @@ def _routed_canary_percent(route: dict[str, Any] | None, backend: str) -> int:
 
 
 def _route_within_availability(kube: Kube, mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState,
-                               route: dict[str, Any]) -> dict[str, Any]:
+                               route: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
     """The route as built, unless it would raise the canary's weight while the canary has no available
     replica: then the weight it has now is kept. Status may say more (a step decided while the canary
     was available, whose route write came after its pods went); traffic follows once they are back.
@@ -121,9 +121,7 @@ def _route_within_availability(kube: Kube, mdep: ModelDeployment, config: Render
         return route
     if canary_available(kube, mdep):
         return route
-    applied = _routed_canary_percent(
-        kube.get(route["apiVersion"], "HTTPRoute", mdep.metadata.namespace, route["metadata"]["name"]),
-        version_name(mdep, mdep.spec.canary.model.version))
+    applied = _routed_canary_percent(existing, version_name(mdep, mdep.spec.canary.model.version))
     if applied >= traffic.canary_percent:
         return route
     return build_route(mdep, config, TrafficState(applied))
@@ -161,10 +159,12 @@ def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, a
             if not kube.served(child["apiVersion"], child["kind"]):
                 raise WaitingForDependency(str(MissingApi(child["apiVersion"], child["kind"])))
         for child in desired:          # the HTTPRoute, which carries the split, comes last
-            if child["kind"] == "HTTPRoute":
-                child = _route_within_availability(kube, mdep, config, traffic, child)
+            hold = None
+            if child["kind"] == "HTTPRoute":      # availability checked between the route's read and its write
+                def hold(route, existing, traffic=traffic):
+                    return _route_within_availability(kube, mdep, config, traffic, route, existing)
             try:
-                action = kube.apply(child, uid)
+                action = kube.apply(child, uid, just_before=hold)
             except OwnershipConflict as error:
                 raise PermanentFailure(st.Reason.OWNERSHIP_CONFLICT, str(error)) from None
             CHILD_WRITES.labels(child["kind"], action).inc()
