@@ -201,3 +201,29 @@ class Traffic(threading.Thread):
     def stop(self) -> None:
         self.stop_flag.set()
         self.join(15)
+
+
+class Evidence:
+    """Real requests for suites that walk canaries without judging them (the fault and security
+    suites): a KServe predictor per version (ad-click v1 and v2) under steady load, scraped once per
+    (namespace, ModelDeployment, version) the suite registers, so every canary's analysis sees the
+    requests a canary must have served before it may pass."""
+
+    def __init__(self, models: Path, prometheus: PrometheusServer, work: Path, rate: float = 20.0):
+        self.prometheus = prometheus
+        self.stable = Predictor(models / CASE / "1" / "kserve" / "fp32", "stable", work)
+        self.canary = Predictor(models / CASE / "2" / "kserve" / "fp32", "canary", work)
+        self.targets: list[tuple[str, dict[str, str]]] = []
+        self.traffic = Traffic(self.stable, self.canary, lambda: 50, rate=rate, max_seconds=4 * 3600)
+        self.traffic.start()
+
+    def register(self, namespace: str, name: str) -> None:
+        for version, predictor in (("1", self.stable), ("2", self.canary)):
+            self.targets.append((predictor.address, {"namespace": namespace, "model_deployment": name,
+                                                     "version": version}))
+        self.prometheus.scrape(self.targets)
+
+    def stop(self) -> None:
+        self.traffic.stop()
+        self.stable.stop()
+        self.canary.stop()

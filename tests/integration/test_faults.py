@@ -1,8 +1,10 @@
 """The real operator under faults of its control plane, with real parts only: its own kube-apiserver
 + etcd + controller-manager + scheduler + kwok nodes (a plane of its own, so restarts here never
 disturb other tests), the operator as a subprocess under its RBAC ServiceAccount reaching the API
-server through a TCP proxy (to cut its connections, watch streams included), and a real, empty
-Prometheus: with `minRequests: 0` every analysis passes, so canaries walk their steps on the clock.
+server through a TCP proxy (to cut its connections, watch streams included), and a real Prometheus
+scraping two real predictors (v1, v2) under steady load for every ModelDeployment (`Evidence`):
+with `minRequests: 0` and no errors every analysis passes, so canaries walk their steps on the
+clock; a canary that served no request would never pass.
 
 After every fault the test checks: the ModelDeployments converge (promoted, Ready), each owns
 exactly the children the builders want (none missing, duplicated or orphaned; no ReplicaSet of a
@@ -38,7 +40,7 @@ from tests.integration.fault_harness import (
     point_kubeconfig_at, set_pods_ready,
 )
 from tests.integration.operator_harness import OperatorProcess
-from tests.integration.rollout_harness import PrometheusServer
+from tests.integration.rollout_harness import Evidence, PrometheusServer
 
 KILLS = int(os.environ.get("MLSD_FAULT_KILLS", "4"))
 SEED = int(os.environ.get("MLSD_FAULT_SEED", "10"))
@@ -47,6 +49,7 @@ ETCD_DOWN = float(os.environ.get("MLSD_FAULT_ETCD_SECONDS", "30"))
 ANALYSIS = {"minRequests": 0, "maxErrorRate": 0.05, "maxLatencyP99Ms": 5000, "maxPredictionDrift": 10,
             "failureLimit": 1}
 FIGURES: list[str] = []
+EVIDENCE: Evidence
 
 
 def figure(text: str) -> None:
@@ -76,9 +79,11 @@ def proxy(plane):
 
 
 @pytest.fixture(scope="module")
-def supervised(plane, proxy, tmp_path_factory):
+def supervised(plane, proxy, models, tmp_path_factory):
+    global EVIDENCE
     work = tmp_path_factory.mktemp("fault-operator")
     prometheus = PrometheusServer(work).start()
+    EVIDENCE = Evidence(models, prometheus, work)
     operator = OperatorProcess(plane, work / "operator.log", env={
         "MLSD_PROMETHEUS_URL": prometheus.url, "MLSD_ROLLOUT_TICK_SECONDS": "1", "MLSD_RESYNC_SECONDS": "15"})
     point_kubeconfig_at(Path(operator.env["KUBECONFIG"]), f"https://127.0.0.1:{proxy.port}")
@@ -87,6 +92,7 @@ def supervised(plane, proxy, tmp_path_factory):
     supervisor.start()
     yield supervisor
     supervisor.stop()
+    EVIDENCE.stop()
     prometheus.stop()
     for line in FIGURES:
         print("FIGURE", line)
@@ -119,6 +125,7 @@ def rollout_manifest(name: str, steps: list[int], interval: str = "2s") -> dict[
 
 
 def apply(plane, ns: str, obj: dict[str, Any]) -> None:
+    EVIDENCE.register(ns, obj["metadata"]["name"])
     plane.kubectl("apply", "-n", ns, "-f", "-", input=_yaml.dump(obj))
 
 

@@ -37,7 +37,7 @@ from tests._support import audited_plane
 from tests.conftest import REPO, SAMPLES, canary, manifest
 from tests.integration.fault_harness import GROUP, PLURAL, VERSION
 from tests.integration.operator_harness import OperatorProcess, eventually
-from tests.integration.rollout_harness import PrometheusServer
+from tests.integration.rollout_harness import Evidence, PrometheusServer
 
 OPERATOR_USER = "system:serviceaccount:mlsd-system:mlsd-operator"
 ANALYSIS = {"minRequests": 0, "maxErrorRate": 0.05, "maxLatencyP99Ms": 5000, "maxPredictionDrift": 10, "failureLimit": 1}
@@ -190,11 +190,12 @@ def _patch(api, ns: str, name: str, patch: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def scenario(plane, api, tmp_path_factory):
+def scenario(plane, api, models, tmp_path_factory):
     """Runs the operator through every feature in a restricted namespace; returns (namespace,
     audit events of the operator's ServiceAccount, the Deployments seen Available)."""
     work = tmp_path_factory.mktemp("security-operator")
     prometheus = PrometheusServer(work).start()
+    evidence = Evidence(models, prometheus, work)      # the canaries' analyses see real requests
     ns = restricted_namespace(api, "secure")
     operator = OperatorProcess(plane, work / "operator.log", env={
         "MLSD_PROMETHEUS_URL": prometheus.url, "MLSD_ROLLOUT_TICK_SECONDS": "1", "MLSD_RESYNC_SECONDS": "5",
@@ -210,6 +211,7 @@ def scenario(plane, api, tmp_path_factory):
         return eventually(operator, check, what, timeout)
 
     def apply(obj):
+        evidence.register(ns, obj["metadata"]["name"])
         plane.kubectl("apply", "-n", ns, "-f", "-", input=_yaml.dump(obj))
 
     try:
@@ -244,6 +246,7 @@ def scenario(plane, api, tmp_path_factory):
         time.sleep(6)     # one more resync and lease renewals
     finally:
         operator.stop()
+        evidence.stop()
         prometheus.stop()
     events = []
     for line in plane.audit_log_path.read_text().splitlines():

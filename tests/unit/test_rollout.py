@@ -176,9 +176,10 @@ def test_every_check_has_its_threshold_in_the_api_and_its_value_in_status():
 
 # -- no evidence: never promoted; past progressDeadline, hold (and say so once) or roll back ---------
 
-def test_a_canary_without_requests_waits_and_is_not_promoted():
-    verdict = analyze(THRESHOLDS, track(), track(requests=0, p99=None, scores=[0, 0, 0, 0]))
-    assert verdict.decision == Decision.WAIT and "0 of the 100 requests" in verdict.reason
+def test_a_canary_without_requests_never_passes_even_with_min_requests_zero():
+    lenient = Analysis.model_validate({**THRESHOLDS.to_wire(), "minRequests": 0})
+    verdict = analyze(lenient, track(), track(requests=0, p99=None, scores=[0, 0, 0, 0]))
+    assert verdict.decision == Decision.WAIT and "no requests" in verdict.reason
     step = decide(CANARY, status(step=2), NOW, None, verdict)
     assert step.action == Action.WAIT and not step.ends_rollout
 

@@ -178,6 +178,9 @@ CHECKS: tuple[Check, ...] = (    # in the order a failing verdict names them
 def analyze(thresholds: Analysis, stable: TrackMetrics, canary: TrackMetrics) -> Verdict:
     """Pass, fail or wait, with the first failing metric named (CHECKS order)."""
     values = {check.name: check.value(stable, canary) for check in CHECKS}
+    if canary.requests <= 0:      # even with minRequests 0: no request is no evidence
+        return Verdict(Decision.WAIT, "canary served no requests: no evidence for a verdict", canary.requests,
+                       values)
     if canary.requests < thresholds.min_requests:
         return Verdict(Decision.WAIT, f"canary served {canary.requests:.0f} of the {thresholds.min_requests} "
                                       "requests needed for a verdict", canary.requests, values)
