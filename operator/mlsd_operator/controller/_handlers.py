@@ -75,11 +75,13 @@ _LOCKS_GUARD = threading.Lock()
 def _serialized(memo: kopf.Memo, body: kopf.Body | dict[str, Any]) -> Iterator[dict[str, Any] | None]:
     """One writer per ModelDeployment at a time, working from the object as it is now.
 
-    kopf runs an object's event handlers, its resync and rollout timers and its children's events
-    concurrently, in its thread pool. Unserialized, two reconciles interleaved their reads and
-    writes: one worked from the status as it was before the rollout tick moved the split, and
-    wrote the route back to the old weight between the other's availability check and its write.
-    Holding the object's lock from the read to the last write makes each check-then-write whole.
+    kopf runs an object's event handlers, its resync, rollout and drift timers and its children's
+    events concurrently, in its thread pool. Unserialized, their reads and writes interleaved:
+    - two reconciles wrote the route within a millisecond, one working from the status as it was
+      before the rollout tick moved the split;
+    - a reconcile that read the conditions before the drift check wrote Drifted=True wrote them
+      back without it.
+    Holding the object's lock from the read to the last write makes each read-then-write whole.
     None: the object is gone or being deleted."""
     meta = body.get("metadata") or {}
     key = (meta.get("namespace") or "", meta.get("name") or "")
@@ -241,8 +243,11 @@ def _has_drift(spec: kopf.Spec, **_: Any) -> bool:
 def drift_check(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     """Drift monitoring: once per spec.drift.interval, PSI per feature vs the card's references; Drifted
     condition, Events, and at most one retraining per cooldown."""
-    with _periodic(body, memo, unavailable="DriftCheckUnavailable", delay=DRIFT_TICK_SECONDS):
-        result = drift.check(memo.kube, dict(body), memo.settings, memo.prometheus)
+    with _periodic(body, memo, unavailable="DriftCheckUnavailable", delay=DRIFT_TICK_SECONDS), \
+            _serialized(memo, body) as fresh:
+        if fresh is None:
+            return
+        result = drift.check(memo.kube, fresh, memo.settings, memo.prometheus)
         _post(body, result.events)
         if result.checked:
             logger.debug("drift checked: %s", (result.events or "no change"))

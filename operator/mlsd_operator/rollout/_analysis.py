@@ -36,6 +36,10 @@ class TrackMetrics:
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
+    @property
+    def latency_p99_ms(self) -> float | None:
+        return self.measured.get("latencyP99Ms")
+
 
 @dataclass(frozen=True)
 class Verdict:
