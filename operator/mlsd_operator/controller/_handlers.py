@@ -94,8 +94,7 @@ def _serialized(memo: kopf.Memo, body: kopf.Body | dict[str, Any]) -> Iterator[d
 
 def _run(trigger: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, *, apply: bool = True) -> None:
     started = time.perf_counter()
-    obj = dict(body)
-    previous_phase = (obj.get("status") or {}).get("phase")
+    obj = dict(body)      # until the fresh read: what a failure before it is recorded against
     try:
         with _serialized(memo, body) as fresh:
             if fresh is None:

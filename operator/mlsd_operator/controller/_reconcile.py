@@ -52,14 +52,17 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
         raise PermanentFailure(st.Reason.INVALID_SPEC, f"spec does not validate: {error}") from None
 
 
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
 def _observe_kserve(kube: Kube, mdep: ModelDeployment, versions: list[str], *,
                     read_pods: bool = True) -> st.Observation:
     """KServe reports every track on one InferenceService (stable first in `versions`)."""
     isvc = kube.get(KSERVE_API, "InferenceService", mdep.metadata.namespace, mdep.metadata.name)
     tracks = st.observe_inference_service(versions, isvc)
     if read_pods and not all(t.available for t in tracks.values()):
-        labels = RUNTIMES[Runtime.KSERVE].pod_labels(mdep)
-        pods = kube.pods(mdep.metadata.namespace, ",".join(f"{k}={v}" for k, v in labels.items()))
+        pods = kube.pods(mdep.metadata.namespace, _selector(RUNTIMES[Runtime.KSERVE].pod_labels(mdep)))
         tracks = {v: st.with_refusal(t, pods) for v, t in tracks.items()}
     return st.Observation(tracks, ((isvc or {}).get("status") or {}).get("url"))
 
@@ -72,8 +75,7 @@ def _observe_deployments(kube: Kube, mdep: ModelDeployment, versions: list[str],
         track = st.observe_deployment(version, kube.get("apps/v1", "Deployment", mdep.metadata.namespace,
                                                         version_name(mdep, version)))
         if read_pods and track.exists and not track.available:
-            selector = ",".join(f"{k}={value}" for k, value in pod_selector(mdep, version).items())
-            track = st.with_refusal(track, kube.pods(mdep.metadata.namespace, selector))
+            track = st.with_refusal(track, kube.pods(mdep.metadata.namespace, _selector(pod_selector(mdep, version))))
         tracks[version] = track
     return st.Observation(tracks)
 
