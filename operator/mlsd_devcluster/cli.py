@@ -173,6 +173,52 @@ def _dev_cluster_app() -> typer.Typer:
     app.command()(up)
     app.command()(down)
     app.command()(env)
+    app.add_typer(_images_app(), name="images")
+    return app
+
+
+def _images_app() -> typer.Typer:
+    from . import images
+
+    app = typer.Typer(name="images", no_args_is_help=True,
+                      help="The project's images, built from its Dockerfiles with buildah (no Docker engine).")
+
+    def run(action):
+        try:
+            return action()
+        except (images.ImageToolsMissing, images.ImageBuildFailed) as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(1) from err
+
+    @app.command("build")
+    def build_(names: list[str] = typer.Argument(None, help=f"Images to build (default: all of {', '.join(images.BY_NAME)}).")) -> None:
+        """Builds each image, or finds it unchanged by the digest of its inputs."""
+        for result in run(lambda: images.build(names or ())):
+            state = "cached" if result.cached else f"built in {result.seconds:.0f}s"
+            typer.echo(f"{result.image.ref}  {state}")
+
+    @app.command("list")
+    def list_() -> None:
+        """One line per image: reference, digest, uncompressed size."""
+        missing = False
+        for image in images.IMAGES:
+            found = run(lambda image=image: images.info(image))
+            if found is None:
+                missing = True
+                typer.echo(f"{image.ref}  (not built: hack/images.sh build {image.name})")
+            else:
+                typer.echo(f"{found.ref}  {found.digest}  {found.size_mb:.0f} MB")
+        if missing:
+            raise typer.Exit(1)
+
+    @app.command("push")
+    def push(registry: str = typer.Argument(..., help="e.g. registry.example.com/mlsd"),
+             names: list[str] = typer.Argument(None, help="Images to push (default: all)."),
+             tls_verify: bool = typer.Option(True, help="Verify the registry's TLS certificate.")) -> None:
+        """Copies the built images to REGISTRY/<name>:<tag>."""
+        for dest in run(lambda: images.push(registry, names or (), tls_verify)):
+            typer.echo(dest)
+
     return app
 
 
