@@ -7,7 +7,8 @@ neither of those imports the other.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import re
+from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
 
 import typer
 
@@ -31,9 +32,27 @@ def build_app() -> typer.Typer:
             # An image ships the packages it runs: the operator image has no mlsd_devcluster.
             if err.name == entry_point.module.split(".")[0]:     # the whole package, not a part of it
                 continue
+            # ... and the extras it runs: without the `operator` extra there are no operator commands.
+            if _missing_extra(entry_point):
+                continue
             raise
         register(app)
     return app
+
+
+def _missing_extra(entry_point: EntryPoint) -> bool:
+    """True when the entry point names an extra (`module:attr [extra]`) not installed in full."""
+    if not entry_point.extras or entry_point.dist is None:
+        return False
+    for line in entry_point.dist.requires or ():
+        name, _, marker = line.partition(";")
+        if not set(re.findall(r"extra\s*==\s*[\"']([^\"']+)[\"']", marker)) & set(entry_point.extras):
+            continue
+        try:
+            version(re.match(r"[A-Za-z0-9._-]+", name.strip()).group(0))
+        except PackageNotFoundError:
+            return True
+    return False
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -46,6 +47,7 @@ BASE_SUITE = "bookworm"
 # python:3.11-slim's equivalent: the interpreter, venv, the shared libpython (the Triton Python
 # backend's stub embeds it), `python` on PATH, CA certificates; passwd (useradd) is in minbase.
 BASE_PACKAGES = ("python3.11", "python3.11-venv", "libpython3.11", "python-is-python3", "ca-certificates")
+MMDEBSTRAP_HOOKS = "/usr/share/mmdebstrap/hooks"
 BASE_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 
 
@@ -103,9 +105,27 @@ def tool(name: str) -> str:
     return path
 
 
+def containers_env() -> dict[str, str]:
+    """The environment for podman: a containers.conf whose default ulimits this host can grant.
+
+    podman's defaults (nofile 1048576, nproc 32768) are raises, which need CAP_SYS_RESOURCE; a
+    sandbox without it fails every start with "error setting rlimit". Containers get the host's
+    limits instead (nproc capped at 16384, which is always a lowering here), as a kubelet's do."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    nofile = 1048576 if nofile == resource.RLIM_INFINITY else nofile
+    nproc = 16384 if nproc == resource.RLIM_INFINITY else min(nproc, 16384)
+    conf = cache_dir() / "containers.conf"
+    text = f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+    if not conf.is_file() or conf.read_text() != text:
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(text)
+    return dict(os.environ, CONTAINERS_CONF=str(conf))
+
+
 def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([tool("podman"), *store_options(), *args], check=check, text=True,
-                          capture_output=capture)
+                          capture_output=capture, env=containers_env())
 
 
 def _digest(parts: Iterable[bytes]) -> str:
@@ -172,7 +192,8 @@ def _log(message: str) -> None:
 
 
 def base_key() -> str:
-    return _digest([BASE_SUITE.encode(), *(p.encode() for p in BASE_PACKAGES), *(e.encode() for e in BASE_EXCLUDES)])
+    return _digest([BASE_SUITE.encode(), b"merged-usr", *(p.encode() for p in BASE_PACKAGES),
+                    *(e.encode() for e in BASE_EXCLUDES)])
 
 
 def ensure_base() -> str:
@@ -188,6 +209,8 @@ def ensure_base() -> str:
         tarball.parent.mkdir(parents=True, exist_ok=True)
         partial = tarball.with_suffix(".partial")
         command = [tool("mmdebstrap"), "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+                   # merged /usr set up by the hook, not by the usrmerge package (which pulls in perl)
+                   f"--hook-dir={MMDEBSTRAP_HOOKS}/merged-usr",
                    "--aptopt=APT::Install-Recommends \"false\"",
                    *(f"--dpkgopt=path-exclude={e}" for e in BASE_EXCLUDES),
                    # the apt lists are not needed at run time; an image that needs packages updates first

@@ -11,7 +11,8 @@ import numpy as np
 import onnxruntime as ort
 from usearch.index import Index
 
-CASES = ("ad-click-prediction", "harmful-content", "visual-search", "video-recommendation")
+from tests._support.models import CASES
+
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 TRITON_OUTPUTS = {
     "ad-click-prediction": ("click_probability",),

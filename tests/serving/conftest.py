@@ -19,6 +19,7 @@ import pytest
 from mlsd_predictors.servers._triton import TritonNotFound, TritonServer, find_tritonserver
 
 from tests._support import free_port, stop_process, wait_http
+from tests._support.models import serving_models
 
 from ._reference import CASES
 
@@ -30,17 +31,7 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 @pytest.fixture(scope="session")
 def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Version 1 of every case study (small), plus ad-click versions 2 and 3 for `mlsd serve`."""
-    from mlsd_predictors.build import BuildOptions, build_case_study
-
-    out = Path(os.environ.get("MLSD_TEST_MODELS") or tmp_path_factory.mktemp("models"))
-    for case in CASES:
-        if not (out / case / "1" / "model-card.json").is_file():
-            build_case_study(case, BuildOptions(version=1, out=out, small=True, seed=0, overwrite=True))
-    for version, seed in ((2, 1), (3, 2)):
-        if not (out / "ad-click-prediction" / str(version) / "model-card.json").is_file():
-            build_case_study("ad-click-prediction",
-                             BuildOptions(version=version, out=out, small=True, seed=seed, overwrite=True))
-    return out
+    return serving_models(Path(os.environ.get("MLSD_TEST_MODELS") or tmp_path_factory.getbasetemp() / "serving-models"))
 
 
 @dataclass(frozen=True)

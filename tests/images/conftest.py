@@ -1,0 +1,58 @@
+"""Image tier: the project's images, built here from its Dockerfiles, started as the cluster would.
+
+The session builds (or finds unchanged, by the digest of their inputs) every image with
+`mlsd_devcluster.images` (what `hack/images.sh build` runs), then each test starts containers with
+podman using the containers, security contexts and volumes that the operator or the chart render
+(see `_pods.py`). No image builder installed FAILS the tier naming `hack/install-test-deps.sh`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlsd_devcluster import images
+
+from tests._support.models import serving_models
+
+from . import _pods
+
+pytestmark = pytest.mark.images
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.images)
+
+
+@pytest.fixture(scope="session")
+def built_images() -> dict[str, str]:
+    """name -> reference of every image, built or found unchanged."""
+    for name in ("buildah", "podman", "mmdebstrap"):
+        if shutil.which(name) is None:
+            pytest.fail(f"{name} not found: {images.TOOLS_HINT}", pytrace=False)
+    info = _pods.podman_ok()
+    if info.returncode != 0:
+        pytest.fail(f"podman cannot run containers here: {info.stderr[-2000:]}", pytrace=False)
+    try:
+        results = images.build()
+    except (images.ImageToolsMissing, images.ImageBuildFailed) as err:
+        pytest.fail(str(err), pytrace=False)
+    return {result.image.name: result.image.ref for result in results}
+
+
+@pytest.fixture(scope="session")
+def test_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Version 1 of every case study (small), as `mlsd build --small` writes them; shared with the
+    serving tier (MLSD_TEST_MODELS reuses a built repository across runs)."""
+    out = Path(os.environ.get("MLSD_TEST_MODELS") or tmp_path_factory.getbasetemp() / "serving-models")
+    root = serving_models(out)
+    # The containers run as uid 1000: the stand-in volume must be readable by it, as a PV would be.
+    for path in (root, *root.rglob("*")):
+        path.chmod(path.stat().st_mode | 0o005 | (0o001 if path.is_dir() else 0))
+    return root
