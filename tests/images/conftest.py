@@ -3,22 +3,18 @@
 The session builds (or finds unchanged, by the digest of their inputs) every image with
 `mlsd_devcluster.images` (what `hack/images.sh build` runs), then each test starts containers with
 podman using the containers, security contexts and volumes that the operator or the chart render
-(see `_pods.py`). No image builder installed FAILS the tier naming `hack/install-test-deps.sh`.
+(see `tests/_support/pods.py`). No image builder installed FAILS the tier naming `hack/install-test-deps.sh`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from mlsd_devcluster import images
-
+from tests._support import pods
 from tests._support.models import serving_models
-
-from . import _pods
 
 pytestmark = pytest.mark.images
 _HERE = Path(__file__).parent
@@ -33,17 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def built_images() -> dict[str, str]:
     """name -> reference of every image, built or found unchanged."""
-    for name in ("buildah", "podman", "mmdebstrap"):
-        if shutil.which(name) is None:
-            pytest.fail(f"{name} not found: {images.TOOLS_HINT}", pytrace=False)
-    info = _pods.podman_ok()
-    if info.returncode != 0:
-        pytest.fail(f"podman cannot run containers here: {info.stderr[-2000:]}", pytrace=False)
-    try:
-        results = images.build()
-    except (images.ImageToolsMissing, images.ImageBuildFailed) as err:
-        pytest.fail(str(err), pytrace=False)
-    return {result.image.name: result.image.ref for result in results}
+    return pods.build_or_fail()
 
 
 @pytest.fixture(scope="session")

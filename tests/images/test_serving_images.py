@@ -27,7 +27,7 @@ from mlsd_operator.builders import RenderConfig, build_children
 from tests.conftest import manifest
 from tests.serving._reference import CASES, TRITON_OUTPUTS, client, infer_inputs, inputs, reference
 
-from . import _pods
+from tests._support import pods
 
 pytestmark = pytest.mark.images
 
@@ -71,8 +71,8 @@ def _assert_bad_tensor_refused(url: str, case: str, model: str) -> str:
 
 
 @pytest.fixture
-def containers() -> Iterator[list[_pods.Container]]:
-    started: list[_pods.Container] = []
+def containers() -> Iterator[list[pods.Container]]:
+    started: list[pods.Container] = []
     yield started
     for container in started:
         container.stop()
@@ -90,7 +90,7 @@ def test_predictor_image_serves_the_rendered_runtime(case, built_images, test_mo
     container["env"] = [*container.get("env", []), *model_spec.get("env", [])]
     variant = test_models / case / "1" / "kserve" / "fp32"
     name = isvc["metadata"]["name"]
-    server = _pods.run(built_images["predictor"], container, pod_security={},
+    server = pods.run(built_images["predictor"], container, pod_security={},
                        volumes=[*runtime["volumes"], {"name": "model", "persistentVolumeClaim": {"claimName": "models"}}],
                        host_paths={"model": variant}, replace={"{{.Name}}": name})
     containers.append(server)
@@ -116,10 +116,10 @@ def test_triton_image_serves_the_rendered_pod(case, precision, built_images, tes
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)
     host_paths = {"model-store": test_models, "models": shared}
-    logs = _pods.run_to_completion(built_images["predictor"], puller, pod_security=pod["securityContext"],
+    logs = pods.run_to_completion(built_images["predictor"], puller, pod_security=pod["securityContext"],
                                    volumes=pod["volumes"], host_paths=host_paths)
     assert (shared / case / "config.pbtxt").is_file(), f"the puller wrote no repository:\n{logs}"
-    server = _pods.run(built_images["tritonserver"], tritonserver, pod_security=pod["securityContext"],
+    server = pods.run(built_images["tritonserver"], tritonserver, pod_security=pod["securityContext"],
                        volumes=pod["volumes"], host_paths=host_paths)
     containers.append(server)
     port = next(p["containerPort"] for p in tritonserver["ports"] if p["name"] == "http")

@@ -1,6 +1,7 @@
 """`helm install` of charts/mlsd-operator into the real control plane, then the operator itself run as
 a local process exactly as the installed Deployment says (command, args, env, under the chart's
-ServiceAccount), bringing a sample installed by the chart to Ready; `helm uninstall` then removes
+ServiceAccount), or as a container of the operator image this repository builds, with the chart's
+security context; it brings a sample installed by the chart to Ready; `helm uninstall` then removes
 everything but the CRD.
 
 The operator Deployment's own pods land on kwok nodes, which play the kubelet without running
@@ -19,7 +20,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from mlsd_devcluster import images
 from mlsd_operator import _yaml
+from tests._support import pods
 from tests.conftest import REPO, upstream_crds_dir
 from tests.integration.operator_harness import LocalOperator, free_port, model_store, token_kubeconfig
 from tests.integration.operator_harness import eventually as shared_eventually
@@ -84,6 +87,49 @@ class DeploymentProcess(LocalOperator):
         return float("nan")
 
 
+class DeploymentContainer(DeploymentProcess):
+    """The operator container of a rendered Deployment, run from the operator image this repository
+    builds (hack/images.sh) with podman: the chart's command, args, env, user, read-only root with only
+    its /tmp emptyDir writable, capabilities dropped; on the host network (the control plane listens
+    on 127.0.0.1) with its two ports moved to free ones, and the ServiceAccount's kubeconfig mounted."""
+
+    def __init__(self, deployment: dict[str, Any], kubeconfig: Path, log_path: Path, image: str):
+        super().__init__(deployment, kubeconfig, log_path)
+        self.pod = deployment["spec"]["template"]["spec"]
+        self.image = image
+        self.kubeconfig = kubeconfig
+        kubeconfig.chmod(0o644)         # readable by the container's uid, as a projected token is
+        self.name = f"mlsd-test-operator-{uuid.uuid4().hex[:8]}"
+        self.env = images.containers_env()
+
+    def argv(self) -> list[str]:
+        resolved = dict(self.container, env=[
+            {"name": var["name"], "value": var["value"] if "value" in var else self._field(var["valueFrom"])}
+            for var in self.container["env"]])
+        ports = {f"--health-port={self.container_port('health')}": f"--health-port={self.health_port}",
+                 f"--metrics-port={self.container_port('metrics')}": f"--metrics-port={self.metrics_port}"}
+        return ["podman", *images.store_options(), *pods.run_args(
+            self.image, resolved, name=self.name, pod_security=self.pod["securityContext"],
+            volumes=self.pod["volumes"], host_network=True, replace=ports,
+            extra_env={"KUBECONFIG": "/etc/mlsd/kubeconfig"},
+            extra_mounts=["--volume", f"{self.kubeconfig}:/etc/mlsd/kubeconfig:ro"])]
+
+    def container_port(self, name: str) -> int:
+        return next(p["containerPort"] for p in self.container["ports"] if p["name"] == name)
+
+    def rss_mib(self) -> float:
+        """The container's main process (`mlsd operator`), not podman's."""
+        pid = images.podman("inspect", "--format", "{{.State.Pid}}", self.name, check=False).stdout.strip()
+        for line in (Path(f"/proc/{pid}/status").read_text().splitlines() if pid.isdigit() else []):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        super().stop()
+        images.podman("rm", "--force", "--time", "5", self.name, check=False)
+
+
 def run_samples_cleanup_hook(plane, release: str, namespace: str, tmp_path: Path) -> None:
     hooks = _yaml.load_all_text(kube_helm(plane, "get", "hooks", release, "-n", namespace).stdout)
     (job,) = [h for h in hooks if h["kind"] == "Job"]
@@ -123,9 +169,10 @@ def models_namespace(control_plane, api_client):
     core.delete_namespace(name)
 
 
-@pytest.mark.parametrize("mode", ["namespaced", "cluster-wide"])
+@pytest.mark.parametrize("mode, runner", [("namespaced", "process"), ("cluster-wide", "process"),
+                                          ("namespaced", "image")])
 def test_helm_install_runs_a_sample_to_ready_and_uninstall_keeps_only_the_crd(
-        mode, control_plane, api_client, namespace, models_namespace, tmp_path):
+        mode, runner, control_plane, api_client, namespace, models_namespace, tmp_path):
     install_upstream_crds(control_plane)
     release = f"mlsd-{uuid.uuid4().hex[:6]}"
     values = {
@@ -135,6 +182,10 @@ def test_helm_install_runs_a_sample_to_ready_and_uninstall_keeps_only_the_crd(
     }
     if mode == "namespaced":
         values["watchNamespaces"] = [models_namespace]
+    if runner == "image":
+        reference = pods.build_or_fail(["operator"])["operator"]
+        repository, tag = reference.rsplit(":", 1)
+        values["image"] = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
     started = time.monotonic()
     installed = kube_helm(control_plane, "install", release, str(CHART), "-n", namespace, "--wait", "--timeout", "120s",
                           "-f", str(values_file(values, tmp_path))).stdout
@@ -156,7 +207,10 @@ def test_helm_install_runs_a_sample_to_ready_and_uninstall_keeps_only_the_crd(
 
     account = next(d for d in manifest if d["kind"] == "ServiceAccount")["metadata"]["name"]
     kubeconfig = token_kubeconfig(control_plane, namespace, account, tmp_path / "operator.kubeconfig")
-    operator = DeploymentProcess(deployment, kubeconfig, tmp_path / "operator.log")
+    if runner == "image":
+        operator = DeploymentContainer(deployment, kubeconfig, tmp_path / "operator.log", reference)
+    else:
+        operator = DeploymentProcess(deployment, kubeconfig, tmp_path / "operator.log")
     operator.start()
     try:
         phase = lambda: custom.get_namespaced_custom_object(  # noqa: E731
@@ -171,7 +225,7 @@ def test_helm_install_runs_a_sample_to_ready_and_uninstall_keeps_only_the_crd(
         assert not forbidden, "the chart's RBAC misses a permission:\n" + "\n".join(forbidden[:5])
         rss = operator.rss_mib()
         print(notes if mode == "namespaced" else "")
-        print(f"\n[{mode}] helm install --wait {install_seconds:.1f}s; sample Ready {ready_seconds:.1f}s after "
+        print(f"\n[{mode}, {runner}] helm install --wait {install_seconds:.1f}s; sample Ready {ready_seconds:.1f}s after "
               f"the operator led; operator RSS {rss:.0f} MiB")
         # `helm uninstall` first runs the chart's pre-delete hook, which deletes the samples while
         # the operator still runs (it must release its finalizer). kwok only pretends to run the

@@ -85,6 +85,39 @@ def test_the_cli_loads_without_the_dev_extra() -> None:
     assert "pip install -e '.[dev]'" in refusal
 
 
+_WITHOUT_KOPF = (
+    "import sys; sys.modules['kopf'] = None\n"
+    "import importlib.metadata as md\n"
+    "import mlsd_contract.cli as cli\n"
+    "real = cli.version\n"
+    "def version(name):\n"
+    "    if {uninstalled} and name.lower() == 'kopf':\n"
+    "        raise md.PackageNotFoundError(name)\n"
+    "    return real(name)\n"
+    "cli.version = version\n"
+    "app = cli.build_app()\n"
+    "print(' '.join(sorted(c.name for c in app.registered_commands) + sorted(g.name for g in app.registered_groups)))\n"
+)
+
+
+def test_the_cli_offers_what_is_installed_without_the_operator_extra() -> None:
+    """Without the `operator` extra (kopf) `mlsd operator` is not offered; every command whose
+    imports are installed still is (the API commands need no kopf)."""
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_KOPF.format(uninstalled=True)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    commands = set(result.stdout.split())
+    assert commands >= {"build", "serve", "batch", "dev-cluster", "crd", "validate", "render"}
+    assert "operator" not in commands
+
+
+def test_the_cli_fails_on_a_broken_operator_extra() -> None:
+    """kopf unimportable although its distribution is installed: a broken install, not a choice."""
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_KOPF.format(uninstalled=False)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "kopf" in result.stderr, result.stdout + result.stderr
+
+
 # -- docs/architecture.md's recipes stay true ------------------------------------------------------
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"

@@ -7,7 +7,9 @@ from pydantic import BaseModel, ConfigDict
 from mlsd_contract.api import GatewayRef, Toleration
 
 DEFAULT_PREDICTOR_IMAGE = "ghcr.io/mlsd-serving/predictor:0.1.0"
-DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
+# The project's Triton image (predictors/Dockerfile --target triton: CPU, loads every case study);
+# GPU users build predictors/Dockerfile.triton-ngc and set it here (the chart's tritonImage).
+DEFAULT_TRITON_IMAGE = "ghcr.io/mlsd-serving/tritonserver:0.1.0"
 
 
 class RenderConfig(BaseModel):

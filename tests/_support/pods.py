@@ -15,7 +15,8 @@ bridge and no iptables rules on the host) with their ports published on 127.0.0.
 
 from __future__ import annotations
 
-import subprocess
+import re
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -148,35 +149,47 @@ class Container:
         images.podman("rm", "--force", "--time", "10", self.name, check=False)
 
 
-def run(image: str, container: Mapping[str, Any], *, pod_security: Mapping[str, Any],
-        volumes: Sequence[Mapping[str, Any]] = (), host_paths: Mapping[str, Path] | None = None,
-        host_network: bool = False, extra_env: Mapping[str, str] | None = None,
-        replace: Mapping[str, str] | None = None) -> Container:
-    """Starts `container` (a rendered container dict) from `image`, detached.
+def run_args(image: str, container: Mapping[str, Any], *, name: str, pod_security: Mapping[str, Any],
+             volumes: Sequence[Mapping[str, Any]] = (), host_paths: Mapping[str, Path] | None = None,
+             host_network: bool = False, published: Mapping[int, int] | None = None,
+             extra_env: Mapping[str, str] | None = None, extra_mounts: Sequence[str] = (),
+             replace: Mapping[str, str] | None = None) -> list[str]:
+    """`podman run` arguments (after `podman <store options>`) for a rendered container.
 
-    `replace` substitutes text in args (KServe's `{{.Name}}` template, which its controller fills)."""
-    name = f"mlsd-test-{container['name']}-{uuid.uuid4().hex[:8]}"
-    ports = [p["containerPort"] for p in container.get("ports", [])]
-    published = {port: free_port() for port in ports} if not host_network else {}
-    args = ["run", "--detach", "--name", name, "--pull=never",
+    `replace` substitutes text in args (KServe's `{{.Name}}` template, which its controller fills,
+    or a port moved to a free one on the host network)."""
+    args = ["run", "--name", name, "--pull=never",
             *security_args(image, container, pod_security),
             *volume_args(container, volumes, host_paths or {}),
-            *env_args(container, extra_env)]
+            *env_args(container, extra_env), *extra_mounts]
     if host_network:
         args += ["--network=host"]
     else:
         args += ["--network=slirp4netns:allow_host_loopback=false",
-                 *(f"--publish=127.0.0.1:{host}:{port}" for port, host in published.items())]
-    command = list(container.get("command", []))
-    rendered_args = [_substitute(a, replace or {}) for a in container.get("args", [])]
+                 *(f"--publish=127.0.0.1:{host}:{port}" for port, host in (published or {}).items())]
+    # The kubelet expands $(VAR) in command and args from the container's env.
+    env = {var["name"]: var["value"] for var in container.get("env", []) if "value" in var} | dict(extra_env or {})
+    command = [_expand(a, env) for a in container.get("command", [])]
+    rendered_args = [_expand(_substitute(a, replace or {}), env) for a in container.get("args", [])]
     if command:
-        args += ["--entrypoint", command[0], image, *command[1:], *rendered_args]
-    else:
-        args += [image, *rendered_args]
-    result = images.podman(*args, check=False)
+        return [*args, "--entrypoint", command[0], image, *command[1:], *rendered_args]
+    return [*args, image, *rendered_args]
+
+
+def _expand(arg: str, env: Mapping[str, str]) -> str:
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
+
+
+def run(image: str, container: Mapping[str, Any], **kwargs: Any) -> Container:
+    """Starts `container` (a rendered container dict) from `image`, detached, its ports published
+    on free 127.0.0.1 ports (see `run_args` for the keywords)."""
+    name = f"mlsd-test-{container['name']}-{uuid.uuid4().hex[:8]}"
+    published = {p["containerPort"]: free_port() for p in container.get("ports", [])}
+    args = run_args(image, container, name=name, published=published, **kwargs)
+    result = images.podman(args[0], "--detach", *args[1:], check=False)
     if result.returncode != 0:
         raise AssertionError(f"podman run failed ({result.returncode}): {result.stderr[-3000:]}")
-    return Container(name, published)
+    return Container(name, {} if kwargs.get("host_network") else published)
 
 
 def _substitute(arg: str, replace: Mapping[str, str]) -> str:
@@ -197,5 +210,19 @@ def run_to_completion(image: str, container: Mapping[str, Any], timeout: float =
         started.stop()
 
 
-def podman_ok() -> subprocess.CompletedProcess[str]:
-    return images.podman("info", "--format", "{{.Host.OCIRuntime.Name}}", check=False)
+def build_or_fail(names: Sequence[str] = ()) -> dict[str, str]:
+    """Builds (or finds unchanged) the named images, all by default: name -> reference. A missing
+    image tool or a failed build fails the test naming the install step or the build log."""
+    import pytest
+
+    for tool in ("buildah", "podman", "mmdebstrap"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: {images.TOOLS_HINT}", pytrace=False)
+    info = images.podman("info", "--format", "{{.Host.OCIRuntime.Name}}", check=False)
+    if info.returncode != 0:
+        pytest.fail(f"podman cannot run containers here: {info.stderr[-2000:]}", pytrace=False)
+    try:
+        results = images.build(names)
+    except (images.ImageToolsMissing, images.ImageBuildFailed) as err:
+        pytest.fail(str(err), pytrace=False)
+    return {result.image.name: result.image.ref for result in results}
