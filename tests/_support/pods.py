@@ -221,6 +221,10 @@ def build_or_fail(names: Sequence[str] = ()) -> dict[str, str]:
     info = images.podman("info", "--format", "{{.Host.OCIRuntime.Name}}", check=False)
     if info.returncode != 0:
         pytest.fail(f"podman cannot run containers here: {info.stderr[-2000:]}", pytrace=False)
+    # Containers a killed earlier run left behind (they hold ports and memory).
+    leftovers = images.podman("ps", "--all", "--quiet", "--filter", "name=^mlsd-test-", check=False).stdout.split()
+    if leftovers:
+        images.podman("rm", "--force", "--time", "2", *leftovers, check=False)
     try:
         results = images.build(names)
     except (images.ImageToolsMissing, images.ImageBuildFailed) as err:
