@@ -33,6 +33,7 @@ CLUSTER="${CLUSTER:-mlsd}"
 TAG="${TAG:-e2e}"
 OPERATOR_IMAGE="ghcr.io/mlsd-serving/operator:${TAG}"
 PREDICTOR_IMAGE="ghcr.io/mlsd-serving/predictor:${TAG}"
+TRITON_IMAGE="ghcr.io/mlsd-serving/tritonserver:${TAG}"
 DEMO_NS=mlsd-demo
 WORK="$(mktemp -d)"
 
@@ -91,7 +92,8 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     log "2. images"
     docker build -f operator/Dockerfile -t "${OPERATOR_IMAGE}" .
     docker build -f predictors/Dockerfile -t "${PREDICTOR_IMAGE}" .
-    kind load docker-image --name "${CLUSTER}" "${OPERATOR_IMAGE}" "${PREDICTOR_IMAGE}"
+    docker build -f predictors/Dockerfile --target triton -t "${TRITON_IMAGE}" .
+    kind load docker-image --name "${CLUSTER}" "${OPERATOR_IMAGE}" "${PREDICTOR_IMAGE}" "${TRITON_IMAGE}"
 fi
 
 log "3. cert-manager ${CERT_MANAGER_VERSION}, Gateway API ${GATEWAY_API_VERSION}, KServe ${KSERVE_VERSION}"
@@ -112,7 +114,7 @@ log "4. helm install charts/mlsd-operator"
 kubectl create namespace gateway-system --dry-run=client -o yaml | kubectl apply -f -
 kubectl create namespace "${DEMO_NS}" --dry-run=client -o yaml | kubectl apply -f -
 "${HELM}" upgrade --install mlsd-operator charts/mlsd-operator -n mlsd-system --create-namespace \
-    --set image.tag="${TAG}" --set predictorImage="${PREDICTOR_IMAGE}" \
+    --set image.tag="${TAG}" --set predictorImage="${PREDICTOR_IMAGE}" --set tritonImage="${TRITON_IMAGE}" \
     --set gateway=gateway-system/mlsd-gateway --wait --timeout 5m
 kubectl -n mlsd-system rollout status deploy/mlsd-operator --timeout=180s
 wait_until 60 "a leader in Lease mlsd-system/mlsd-operator" \

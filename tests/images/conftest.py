@@ -16,15 +16,6 @@ import pytest
 from tests._support import pods
 from tests._support.models import serving_models
 
-pytestmark = pytest.mark.images
-_HERE = Path(__file__).parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if _HERE in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.images)
-
 
 @pytest.fixture(scope="session")
 def built_images() -> dict[str, str]:

@@ -32,16 +32,27 @@ def instructions(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def stages(path: Path) -> dict[str, list[tuple[str, list[str]]]]:
-    """Stage name (or its index) -> its instructions."""
+    """Stage name (or its index) -> its instructions, the FROM line first."""
     out: dict[str, list[tuple[str, list[str]]]] = {}
-    current = None
     for op, args in instructions(path):
         if op == "FROM":
-            current = args[2] if len(args) >= 3 and args[1].upper() == "AS" else str(len(out))
-            out[current] = []
-        elif current is not None:
-            out[current].append((op, args))
+            name = args[2] if len(args) >= 3 and args[1].upper() == "AS" else str(len(out))
+            out[name] = [(op, args)]
+        elif out:
+            out[list(out)[-1]].append((op, args))
     return out
+
+
+def leaf_stages(path: Path) -> list[str]:
+    """The stages no other stage builds on (FROM) or copies from (COPY --from): the images."""
+    all_stages = stages(path)
+    used = set()
+    for instructions_ in all_stages.values():
+        for op, args in instructions_:
+            if op == "FROM":
+                used.add(args[0])
+            used.update(a.split("=", 1)[1] for a in args if op == "COPY" and a.startswith("--from="))
+    return [name for name in all_stages if name not in used]
 
 
 def pins(extra: str) -> dict[str, str]:
@@ -65,7 +76,7 @@ def test_copy_sources_exist(dockerfile) -> None:
     ("operator/Dockerfile", "1", "65532:65532"),          # the chart's runAsUser
     ("predictors/Dockerfile", "trainer", "1000:1000"),
     ("predictors/Dockerfile", "triton", "1000:1000"),     # the operator's restricted pod security
-    ("predictors/Dockerfile", "4", "1000:1000"),          # the predictor (default target)
+    ("predictors/Dockerfile", "6", "1000:1000"),          # the predictor (default target)
     ("predictors/Dockerfile.triton-ngc", "0", "1000:1000"),
 ])
 def test_images_run_as_the_numeric_user_their_pods_declare(dockerfile, stage, user) -> None:
@@ -76,12 +87,12 @@ def test_images_run_as_the_numeric_user_their_pods_declare(dockerfile, stage, us
 def test_every_target_is_built_by_the_image_tooling() -> None:
     named = {(image.dockerfile, image.target) for image in images.IMAGES}
     for dockerfile in ("operator/Dockerfile", "predictors/Dockerfile"):
-        all_stages = stages(REPO / dockerfile)
-        final = list(all_stages)[-1]
-        targets = {None} | {name for name in all_stages if not name.isdigit() and not name.endswith("build")}
-        targets.discard(final)
-        for target in targets:
+        leaves = leaf_stages(REPO / dockerfile)
+        final = list(stages(REPO / dockerfile))[-1]
+        assert leaves[-1] == final and (dockerfile, None) in named
+        for target in leaves[:-1]:
             assert (dockerfile, target) in named, f"{dockerfile} --target {target} is not in images.IMAGES"
+    assert leaf_stages(REPO / "predictors/Dockerfile") == ["trainer", "triton", "6"]
 
 
 def test_ngc_triton_dockerfile_derives_from_ngc_with_the_triton_extra_pins() -> None:
