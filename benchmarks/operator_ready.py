@@ -197,7 +197,10 @@ class Sampler(threading.Thread):
 
 def _mdeps(n: int, namespace: str) -> list[dict]:
     from tests.conftest import manifest
+    # cpu autoscaling: an HPA per object, the child the change part watches (concurrency and rps
+    # would render KEDA ScaledObjects instead).
     return [manifest(name=f"m{i}", namespace=namespace, runtime="triton", placement=SMALL,
+                     autoscaling={"metric": "cpu", "target": 70},
                      model={"storageUri": f"s3://models/ad/{i}"}) for i in range(n)]
 
 

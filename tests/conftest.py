@@ -22,6 +22,24 @@ def upstream_crds_dir() -> Path:
     return path
 
 
+KEDA_MODULE = "github.com/kedacore/keda/v2@v2.21.0"
+
+
+def keda_crds_dir() -> Path:
+    """KEDA v2.21.0's own CRDs (config/crd/bases), from the Go module proxy via Go's module cache."""
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("go") is None:
+        pytest.fail("go not found: KEDA's CRDs come from the Go module proxy; install Go 1.26 (see README)")
+    result = subprocess.run(["go", "mod", "download", "-json", KEDA_MODULE], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "GOFLAGS": "-mod=mod"}, cwd="/")
+    if result.returncode != 0:
+        pytest.fail(f"go mod download {KEDA_MODULE} failed: {result.stdout[-1000:]}{result.stderr[-1000:]}")
+    return Path(json.loads(result.stdout)["Dir"]) / "config" / "crd" / "bases"
+
+
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in overrides.items():

@@ -1,5 +1,5 @@
 """Validate rendered objects offline: built-in kinds with kubernetes-validate, custom kinds against
-the upstream CRD schemas (strict: a field the CRD does not know is an error, since the API server
+the upstream CRD schemas (KServe and Gateway API from ../shared/crds, KEDA from its Go module) (strict: a field the CRD does not know is an error, since the API server
 would prune it silently)."""
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import jsonschema
 import kubernetes_validate
 
 from mlsd_operator import _yaml
-from tests.conftest import upstream_crds_dir
+from tests.conftest import keda_crds_dir, upstream_crds_dir
 
 KUBERNETES_VERSION = "1.34"
 _CRD_FILES = {
     ("serving.kserve.io", "InferenceService"): "kserve/serving.kserve.io_inferenceservices.yaml",
     ("serving.kserve.io", "ServingRuntime"): "kserve/serving.kserve.io_servingruntimes.yaml",
     ("gateway.networking.k8s.io", "HTTPRoute"): "gateway-api/gateway.networking.k8s.io_httproutes.yaml",
+    ("keda.sh", "ScaledObject"): "keda/keda.sh_scaledobjects.yaml",
 }
 
 
@@ -36,7 +37,9 @@ def _strict(node: Any) -> Any:
 
 @functools.cache
 def _crd_validator(group: str, kind: str, version: str) -> jsonschema.protocols.Validator:
-    doc = _yaml.load_all(upstream_crds_dir() / _CRD_FILES[(group, kind)])[0]
+    relative = _CRD_FILES[(group, kind)]
+    root = keda_crds_dir().parent if relative.startswith("keda/") else upstream_crds_dir()
+    doc = _yaml.load_all(root / relative.replace("keda/", "bases/", 1))[0]
     (entry,) = [v for v in doc["spec"]["versions"] if v["name"] == version]
     schema = _strict(entry["schema"]["openAPIV3Schema"])
     schema["properties"]["metadata"] = {"type": "object"}

@@ -148,4 +148,7 @@ def test_triton_image_serves_the_rendered_pod(case, precision, built_images, tes
     metrics_port = next(p["containerPort"] for p in tritonserver["ports"] if p["name"] == "metrics")
     with urllib.request.urlopen(server.url(metrics_port, "/metrics"), timeout=5) as response:
         text = response.read().decode()
-    assert "nv_inference_request_success" in text
+    # The series the canary analysis and the KEDA trigger read (docs/autoscaling.md).
+    for series in ("nv_inference_request_success", "nv_inference_request_failure",
+                   "nv_inference_pending_request_count", "nv_inference_request_summary_us"):
+        assert series in text, f"tritonserver exports no {series}"

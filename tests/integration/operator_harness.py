@@ -17,18 +17,21 @@ from kubernetes.client.exceptions import ApiException
 from mlsd_operator import _yaml
 from mlsd_contract.api import crd
 from tests._support import free_port, poll, stop_process
-from tests.conftest import REPO, upstream_crds_dir
+from tests.conftest import REPO, keda_crds_dir, upstream_crds_dir
 
 
-def install_crds(plane, *, kserve: bool = True, gateway_api: bool = True) -> None:
-    """Our CRD plus the real upstream ones; server-side, since the KServe CRD is too big for
-    client-side apply's last-applied annotation."""
+def install_crds(plane, *, kserve: bool = True, gateway_api: bool = True, keda: bool = True) -> None:
+    """Our CRD plus the real upstream ones (KServe, Gateway API, KEDA: request-driven autoscaling
+    needs it); server-side, since the KServe CRD is too big for client-side apply's last-applied
+    annotation."""
     files = []
     upstream = upstream_crds_dir()
     if kserve:
         files += sorted((upstream / "kserve").glob("*.yaml"))
     if gateway_api:
         files += sorted((upstream / "gateway-api").glob("*.yaml"))
+    if keda:
+        files += sorted(keda_crds_dir().glob("keda.sh_*.yaml"))
     ours = Path(plane.work_dir) / "mlsd-crd.yaml"
     ours.write_text(_yaml.dump(crd()))
     for path in [ours, *files]:

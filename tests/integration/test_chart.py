@@ -23,7 +23,7 @@ from kubernetes import client
 from mlsd_devcluster import images
 from mlsd_operator import _yaml
 from tests._support import pods
-from tests.conftest import REPO, upstream_crds_dir
+from tests.conftest import REPO, keda_crds_dir, upstream_crds_dir
 from tests.integration.operator_harness import LocalOperator, free_port, model_store, token_kubeconfig
 from tests.integration.operator_harness import eventually as shared_eventually
 from tests.unit.test_chart import CHART, helm, values_file
@@ -35,9 +35,10 @@ CLUSTER_KINDS = "clusterrole,clusterrolebinding"
 
 
 def install_upstream_crds(plane) -> None:
-    """KServe and Gateway API CRDs only: ours comes from the chart's crds/ (or is already there,
-    from another test of this session; Helm then leaves it alone)."""
-    files = sorted((upstream_crds_dir() / "kserve").glob("*.yaml")) + sorted((upstream_crds_dir() / "gateway-api").glob("*.yaml"))
+    """KServe, Gateway API and KEDA CRDs only: ours comes from the chart's crds/ (or is already
+    there, from another test of this session; Helm then leaves it alone)."""
+    files = (sorted((upstream_crds_dir() / "kserve").glob("*.yaml")) + sorted((upstream_crds_dir() / "gateway-api").glob("*.yaml"))
+             + sorted(keda_crds_dir().glob("keda.sh_*.yaml")))
     for path in files:
         plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
 

@@ -52,6 +52,10 @@ def get_mdep(k8s, namespace: str, name: str) -> dict[str, Any]:
     return k8s.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
 
 
+def scaled_object(k8s, namespace: str, name: str) -> dict[str, Any]:
+    return k8s.custom.get_namespaced_custom_object("keda.sh", "v1alpha1", namespace, "scaledobjects", name)
+
+
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
 
@@ -107,8 +111,9 @@ def test_triton_sample_becomes_available_and_starts_its_canary(control_plane, op
     assert status["stable"]["version"] == "1" and status["canary"]["version"] == "2"
     assert condition(get_mdep(k8s, namespace, name), "Progressing")["reason"] == "CanaryActive"
     assert all(node.startswith("kwok-cpu") for node in pod_nodes(k8s, namespace, "1") | pod_nodes(k8s, namespace, "2"))
-    hpa = k8s.autoscaling.read_namespaced_horizontal_pod_autoscaler("video-recs-v1", namespace)
-    assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (2, 10)
+    scaled = scaled_object(k8s, namespace, "video-recs-v1")["spec"]     # rps: KEDA, on tritonserver's series
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (2, 10)
+    assert "nv_inference_request_success" in scaled["triggers"][0]["metadata"]["query"]
     printed = control_plane.kubectl("get", "mdep", "-n", namespace).stdout
     assert "video-recommendation" in printed and "Progressing" in printed
 
@@ -142,8 +147,8 @@ def test_edits_reach_the_children_and_removed_tracks_go(control_plane, operator,
     eventually(operator, lambda: get_mdep(k8s, namespace, "edit").get("status", {}).get("phase") == "Ready", "Ready")
 
     patch_spec(k8s, namespace, "edit", {"autoscaling": {"maxReplicas": 5}, "model": {"precision": "int8"}})
-    eventually(operator, lambda: k8s.autoscaling.read_namespaced_horizontal_pod_autoscaler("edit-v1", namespace).spec.max_replicas == 5,
-               "the HPA to follow maxReplicas")
+    eventually(operator, lambda: scaled_object(k8s, namespace, "edit-v1")["spec"]["maxReplicaCount"] == 5,
+               "the ScaledObject to follow maxReplicas")
     puller = lambda: k8s.apps.read_namespaced_deployment("edit-v1", namespace).spec.template.spec.init_containers[0].args
     eventually(operator, lambda: "--source=/mnt/pvc/ad-click-prediction/1/triton/int8" in puller(), "the int8 variant")
 
@@ -251,10 +256,12 @@ def test_two_replicas_one_leads_the_standby_takes_over(control_plane, operator, 
         operator.start()       # the module's operator, for any test after this one
 
 
-def test_missing_kserve_is_reported_and_retried_until_installed(tmp_path):
-    """A second, bare control plane (no KServe CRDs) so the shared one is not disturbed."""
+def test_missing_kserve_then_keda_are_reported_and_retried_until_installed(tmp_path):
+    """A second, bare control plane (no KServe CRDs) so the shared one is not disturbed. The
+    manifest scales on concurrency, which KServe's Standard mode does through KEDA: without KEDA's
+    CRD KServe would fail the InferenceService, so the operator names KEDA and waits."""
     with ControlPlane(work_dir=tmp_path / "bare") as plane:
-        install_crds(plane, kserve=False, gateway_api=False)
+        install_crds(plane, kserve=False, gateway_api=False, keda=False)
         process = OperatorProcess(plane, tmp_path / "operator.log").start()
         try:
             plane.kubectl("create", "namespace", "ads")
@@ -265,7 +272,14 @@ def test_missing_kserve_is_reported_and_retried_until_installed(tmp_path):
                                and condition(get(), "Ready"), "DependencyMissing")
             assert "install KServe" in ready["message"]
             assert get()["status"]["phase"] == "Pending"
-            install_crds(plane, kserve=True, gateway_api=False)
+            install_crds(plane, kserve=True, gateway_api=False, keda=False)
+            ready = eventually(process, lambda: "KEDA" in condition(get(), "Ready").get("message", "")
+                               and condition(get(), "Ready"), "DependencyMissing naming KEDA")
+            assert ready["reason"] == "DependencyMissing" and "scaledobjects.keda.sh" in ready["message"]
+            assert get()["status"]["phase"] == "Pending"
+            events = plane.kubectl("get", "events", "-n", "ads", "-o", "json").stdout
+            assert "KEDA" in events, "no Event names the missing KEDA"
+            install_crds(plane, kserve=True, gateway_api=False, keda=True)
             eventually(process, lambda: condition(get(), "Ready").get("reason") == "WaitingForKServe",
                        "the operator to proceed once KServe's CRDs exist")
         finally:

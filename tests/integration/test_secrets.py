@@ -62,7 +62,8 @@ def everything_in(api: client.ApiClient, namespace: str) -> dict[str, Any]:
     custom = client.CustomObjectsApi(api)
     for group, version, plural in [(GROUP, VERSION, PLURAL),
                                    ("serving.kserve.io", "v1beta1", "inferenceservices"),
-                                   ("serving.kserve.io", "v1alpha1", "servingruntimes")]:
+                                   ("serving.kserve.io", "v1alpha1", "servingruntimes"),
+                                   ("keda.sh", "v1alpha1", "scaledobjects")]:
         out[plural] = custom.list_namespaced_custom_object(group, version, namespace, plural)
     return out
 

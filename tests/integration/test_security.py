@@ -234,7 +234,10 @@ def scenario(plane, api, models, tmp_path_factory):
         wait(lambda: custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1", ns, "inferenceservices", "ks"),
              "ks's InferenceService")
         # Runtime switches both ways: every child kind is pruned once; batch removed: CronJob pruned.
-        _patch(api, ns, "ks", {"spec": {"runtime": "triton", "gateway": {"name": "gw"}}})
+        # tri scaled through KEDA ScaledObjects (the default metric, concurrency); ks on Triton
+        # scales on cpu, an HPA, until its metric turns to rps below (the HPA is pruned).
+        _patch(api, ns, "ks", {"spec": {"runtime": "triton", "gateway": {"name": "gw"},
+                                        "autoscaling": {"metric": "cpu", "target": 70}}})
         _patch(api, ns, "tri", {"spec": {"runtime": "kserve", "gateway": None, "batch": None, "shadow": None}})
         wait(lambda: not custom.list_namespaced_custom_object("serving.kserve.io", "v1beta1", ns, "inferenceservices",
                                                               label_selector="mlsd.io/model-deployment=ks")["items"]
@@ -243,6 +246,14 @@ def scenario(plane, api, models, tmp_path_factory):
              and not client.BatchV1Api(api).list_namespaced_cron_job(ns).items,
              "both runtime switches to be carried out")
         wait(lambda: "ks-v1" in available, "ks's Triton Deployment to get an available pod")
+        autoscaling = client.AutoscalingV2Api(api)
+        hpas = lambda: autoscaling.list_namespaced_horizontal_pod_autoscaler(  # noqa: E731
+            ns, label_selector="mlsd.io/model-deployment=ks").items
+        wait(hpas, "ks's HPA (cpu)")
+        _patch(api, ns, "ks", {"spec": {"autoscaling": {"metric": "rps", "target": 50}}})
+        wait(lambda: not hpas() and custom.list_namespaced_custom_object(
+            "keda.sh", "v1alpha1", ns, "scaledobjects", label_selector="mlsd.io/model-deployment=ks")["items"],
+            "ks's HPA pruned for a KEDA ScaledObject (rps)")
         time.sleep(6)     # one more resync and lease renewals
     finally:
         operator.stop()

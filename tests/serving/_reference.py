@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 from usearch.index import Index
 
-from tests._support.models import CASES
+from tests._support.models import CASES  # noqa: F401  (re-exported: the tiers import it from here)
 
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 TRITON_OUTPUTS = {

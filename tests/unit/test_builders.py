@@ -173,22 +173,51 @@ def test_configured_gpu_tolerations_are_used():
 
 # -- autoscaling and batching ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("metric", "expected"), [
-    ("cpu", {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}),
-    ("memory", {"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 60}}}),
-    ("concurrency", {"type": "Pods", "pods": {"metric": {"name": "nv_inference_pending_request_count"},
-                                               "target": {"type": "AverageValue", "averageValue": "60"}}}),
-    ("rps", {"type": "Pods", "pods": {"metric": {"name": "nv_inference_request_success_per_second"},
-                                       "target": {"type": "AverageValue", "averageValue": "60"}}}),
-])
-def test_triton_hpa_metric(metric, expected):
+@pytest.mark.parametrize("metric", ["cpu", "memory"])
+def test_triton_hpa_on_resource_metrics(metric):
     children = build_children(mdep(runtime="triton", autoscaling={"minReplicas": 2, "maxReplicas": 7,
                                                                  "metric": metric, "target": 60}))
     hpa = one(children, "HorizontalPodAutoscaler")["spec"]
-    assert hpa["metrics"] == [expected]
+    assert hpa["metrics"] == [{"type": "Resource", "resource": {
+        "name": metric, "target": {"type": "Utilization", "averageUtilization": 60}}}]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 7)
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo-v1"}
     assert "replicas" not in one(children, "Deployment")["spec"], "the HPA owns replicas"
+    assert not by_kind(children, "ScaledObject")
+
+
+@pytest.mark.parametrize(("metric", "query"), [
+    ("concurrency", 'sum(nv_inference_pending_request_count{namespace="team-a",model_deployment="demo",'
+                    'version="1",model="ad-click-prediction"})'),
+    ("rps", 'sum(rate(nv_inference_request_success{namespace="team-a",model_deployment="demo",'
+            'version="1",model="ad-click-prediction"}[1m]))'),
+])
+def test_triton_request_metrics_scale_through_keda_on_tritons_own_series(metric, query):
+    """No Pods metric needing an adapter nobody ships: KEDA's Prometheus trigger on nv_* series."""
+    config = RenderConfig(prometheus_url="http://prom.monitoring:9090")
+    children = build_children(mdep(runtime="triton", autoscaling={"minReplicas": 2, "maxReplicas": 7,
+                                                                 "metric": metric, "target": 60}), config)
+    assert not by_kind(children, "HorizontalPodAutoscaler"), "KEDA owns the HPA"
+    scaled = one(children, "ScaledObject")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo-v1"}
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 7)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+    assert trigger["metadata"] == {"serverAddress": "http://prom.monitoring:9090", "query": query,
+                                   "threshold": "60", "ignoreNullValues": "true"}
+    assert "replicas" not in one(children, "Deployment")["spec"]
+
+
+def test_kserve_keda_autoscaling_requires_kedas_api():
+    """KServe creates the ScaledObject itself; the operator must see KEDA's API before applying."""
+    from mlsd_operator.builders import required_apis
+
+    isvc = one(build_children(mdep(autoscaling={"metric": "concurrency", "target": 4})), "InferenceService")
+    assert ("keda.sh/v1alpha1", "ScaledObject") in required_apis(isvc)
+    isvc = one(build_children(mdep(autoscaling={"metric": "cpu", "target": 60})), "InferenceService")
+    assert required_apis(isvc) == [("serving.kserve.io/v1beta1", "InferenceService")]
 
 
 @pytest.mark.parametrize(("mode", "metric", "autoscaler", "fields"), [
@@ -270,7 +299,8 @@ def test_triton_canary_tracks_and_weighted_route():
     children = build_children(mdep(runtime="triton", canary=canary("2"), gateway=GATEWAY), traffic=TrafficState(25))
     deployments = {d["metadata"]["name"]: d["metadata"]["labels"]["mlsd.io/track"] for d in by_kind(children, "Deployment")}
     assert deployments == {"demo-v1": "stable", "demo-v2": "canary"}
-    assert sorted(h["spec"]["minReplicas"] for h in by_kind(children, "HorizontalPodAutoscaler")) == [1, 1]
+    autoscalers = by_kind(children, "HorizontalPodAutoscaler") + by_kind(children, "ScaledObject")
+    assert sorted(a["spec"].get("minReplicas", a["spec"].get("minReplicaCount")) for a in autoscalers) == [1, 1]
     route = one(children, "HTTPRoute")["spec"]
     assert route["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw", "namespace": "infra"}]
     (rule,) = route["rules"]

@@ -65,7 +65,7 @@ def test_render_prints_every_child_of_every_sample():
     kinds = [d["kind"] for d in yaml.safe_load_all(result.stdout)]
     assert kinds.count("InferenceService") == 2 and kinds.count("ServingRuntime") == 2
     assert kinds.count("HTTPRoute") == 2
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler"} <= set(kinds)
+    assert {"Deployment", "Service", "ScaledObject"} <= set(kinds)   # the Triton samples scale on rps/concurrency
 
 
 def test_render_reads_stdin_and_applies_canary_percent():

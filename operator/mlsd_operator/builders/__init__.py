@@ -14,10 +14,10 @@ from ._batch import (
     BATCH_RUN_ANNOTATION, batch_name, build_batch_cronjob, build_batch_job, build_retraining_job, retraining_job_name,
 )
 from ._config import RenderConfig
-from ._kserve import build_inference_service, build_kserve, build_serving_runtime
+from ._kserve import build_inference_service, build_kserve, build_serving_runtime, required_apis
 from ._network import build_network_policy
 from ._runtimes import RUNTIMES, RuntimeBuilders
-from ._triton import build_deployment, build_hpa, build_route, build_triton
+from ._triton import KEDA_API, build_autoscaler, build_deployment, build_route, build_triton
 
 
 def build_children(mdep: ModelDeployment, config: RenderConfig | None = None,
@@ -38,7 +38,7 @@ __all__ = [
     "retraining_job_name",
     "ANNOTATION_PLACEMENT", "LABEL_CASE_STUDY", "LABEL_DEPLOYMENT", "LABEL_TRACK", "LABEL_VERSION",
     "Decision", "RenderConfig",
-    "UnsupportedSpec", "build_children", "build_network_policy", "build_deployment", "build_hpa", "build_inference_service",
-    "build_kserve", "build_route", "build_serving_runtime", "build_triton", "decide_accelerator",
+    "UnsupportedSpec", "build_children", "build_network_policy", "build_deployment", "build_autoscaler", "KEDA_API", "build_inference_service",
+    "build_kserve", "build_route", "build_serving_runtime", "build_triton", "decide_accelerator", "required_apis",
     "dns_name", "labels", "version_name", "RUNTIMES", "RuntimeBuilders",
 ]

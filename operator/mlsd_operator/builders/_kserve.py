@@ -20,6 +20,9 @@ from mlsd_contract.api import (
 
 from . import _common as c
 from ._config import RenderConfig
+from ._triton import KEDA_API
+
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 
 KSERVE_API = "serving.kserve.io/v1beta1"
 KSERVE_RUNTIME_API = "serving.kserve.io/v1alpha1"
@@ -122,7 +125,7 @@ def _scaling(mdep: ModelDeployment, config: RenderConfig) -> tuple[dict[str, Any
     mode = mdep.spec.kserve.deployment_mode
     if mode == KServeDeploymentMode.SERVERLESS or scaling.metric in (ScaleMetric.CPU, ScaleMetric.MEMORY):
         fields |= {"scaleMetric": scaling.metric.value, "scaleTarget": scaling.target}
-        annotations = {} if mode == KServeDeploymentMode.SERVERLESS else {"serving.kserve.io/autoscalerClass": "hpa"}
+        annotations = {} if mode == KServeDeploymentMode.SERVERLESS else {AUTOSCALER_CLASS: "hpa"}
         return fields, annotations
     # Standard mode's HPA only knows cpu and memory: concurrency and rps go through KEDA on Prometheus.
     fields["autoScaling"] = {"metrics": [{
@@ -133,7 +136,18 @@ def _scaling(mdep: ModelDeployment, config: RenderConfig) -> tuple[dict[str, Any
             "target": {"type": "AverageValue", "averageValue": str(scaling.target)},
         },
     }]}
-    return fields, {"serving.kserve.io/autoscalerClass": "keda"}
+    return fields, {AUTOSCALER_CLASS: "keda"}
+
+
+def required_apis(child: dict[str, Any]) -> list[tuple[str, str]]:
+    """The APIs a child needs served to work: its own, and for an InferenceService that asks KServe
+    for KEDA autoscaling, KEDA's ScaledObject (KServe creates one and fails the whole
+    InferenceService with `no matches for kind "ScaledObject"` when KEDA is not installed)."""
+    needed = [(child["apiVersion"], child["kind"])]
+    annotations = child.get("metadata", {}).get("annotations") or {}
+    if child["kind"] == "InferenceService" and annotations.get(AUTOSCALER_CLASS) == "keda":
+        needed.append((KEDA_API, "ScaledObject"))
+    return needed
 
 
 def storage_service_account_name(mdep: ModelDeployment, model: ModelRef) -> str:

@@ -1,5 +1,5 @@
 """Triton children: per track a Deployment (tritonserver + model-pulling init container), a
-Service and an HPA; a stable Service; and one Gateway API HTTPRoute that carries the canary
+Service and an autoscaler (an HPA, or a KEDA ScaledObject for request-driven metrics); a stable Service; and one Gateway API HTTPRoute that carries the canary
 split (weighted backendRefs) and the shadow (RequestMirror filter)."""
 
 from __future__ import annotations
@@ -13,16 +13,20 @@ from mlsd_contract.api import ModelDeployment, ModelRef, Runtime, ScaleMetric
 from . import _common as c
 from ._config import RenderConfig
 
+KEDA_API = "keda.sh/v1alpha1"
+
 HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
 MODEL_DIR = "/models"
 PVC_MOUNT = "/mnt/pvc"
 
-# Pods metrics that prometheus-adapter derives from Triton's own series (docs/autoscaling.md).
-PODS_METRIC = {
-    ScaleMetric.CONCURRENCY: "nv_inference_pending_request_count",
-    ScaleMetric.RPS: "nv_inference_request_success_per_second",
+# What KEDA's Prometheus trigger sums per track for the request-driven metrics, from series
+# tritonserver itself exports (docs/autoscaling.md): requests waiting in its queues, and
+# successful requests per second, of the entry model (the ensemble's steps are not counted twice).
+KEDA_QUERY = {
+    ScaleMetric.CONCURRENCY: "sum(nv_inference_pending_request_count{{{selector}}})",
+    ScaleMetric.RPS: "sum(rate(nv_inference_request_success{{{selector}}}[1m]))",
 }
 
 
@@ -201,33 +205,60 @@ def build_stable_service(mdep: ModelDeployment) -> dict[str, Any]:
                     c.pod_selector(mdep, version))
 
 
-def _hpa_metric(mdep: ModelDeployment) -> dict[str, Any]:
-    scaling = mdep.spec.autoscaling
-    if scaling.metric in (ScaleMetric.CPU, ScaleMetric.MEMORY):
-        return {"type": "Resource", "resource": {
-            "name": scaling.metric.value,
-            "target": {"type": "Utilization", "averageUtilization": scaling.target}}}
-    return {"type": "Pods", "pods": {
-        "metric": {"name": PODS_METRIC[scaling.metric]},
-        "target": {"type": "AverageValue", "averageValue": str(scaling.target)}}}
-
-
-def build_hpa(mdep: ModelDeployment, track: Track) -> dict[str, Any]:
+def _scaling_bounds(mdep: ModelDeployment, track: Track) -> tuple[int, int]:
     scaling = mdep.spec.autoscaling
     # Canary and shadow see a share of the traffic: they start at one replica and scale on the same target.
     min_replicas = scaling.min_replicas if track.name == STABLE else 1
+    return min_replicas, max(scaling.max_replicas, min_replicas)
+
+
+def build_autoscaler(mdep: ModelDeployment, track: Track, config: RenderConfig) -> dict[str, Any]:
+    """cpu and memory: an HPA on the pods' resource metrics (metrics-server). concurrency and rps:
+    a KEDA ScaledObject whose Prometheus trigger reads tritonserver's own series; KEDA then owns
+    the HPA. Without KEDA's CRD the operator waits with DependencyMissing naming KEDA."""
+    scaling = mdep.spec.autoscaling
+    min_replicas, max_replicas = _scaling_bounds(mdep, track)
     name = c.version_name(mdep, track.model.version)
+    metadata = c.metadata(mdep, name, c.labels(mdep, component="autoscaler", version=track.model.version,
+                                               track=track.name))
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    scale_down = {"scaleDown": {"stabilizationWindowSeconds": 300}}
+    if scaling.metric in (ScaleMetric.CPU, ScaleMetric.MEMORY):
+        return {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": metadata,
+            "spec": {
+                "scaleTargetRef": target, "minReplicas": min_replicas, "maxReplicas": max_replicas,
+                "metrics": [{"type": "Resource", "resource": {
+                    "name": scaling.metric.value,
+                    "target": {"type": "Utilization", "averageUtilization": scaling.target}}}],
+                "behavior": scale_down,
+            },
+        }
+    selector = ",".join(f'{key}="{value}"' for key, value in (
+        ("namespace", mdep.metadata.namespace), ("model_deployment", mdep.metadata.name),
+        ("version", track.model.version), ("model", mdep.spec.case_study.value)))
     return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": c.metadata(mdep, name, c.labels(mdep, component="autoscaler",
-                                                    version=track.model.version, track=track.name)),
+        "apiVersion": KEDA_API,
+        "kind": "ScaledObject",
+        "metadata": metadata,
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": min_replicas,
-            "maxReplicas": max(scaling.max_replicas, min_replicas),
-            "metrics": [_hpa_metric(mdep)],
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+            "scaleTargetRef": target,
+            "minReplicaCount": min_replicas,
+            "maxReplicaCount": max_replicas,
+            "advanced": {"horizontalPodAutoscalerConfig": {"name": name, "behavior": scale_down}},
+            "triggers": [{
+                "type": "prometheus",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": config.prometheus_url,
+                    "query": KEDA_QUERY[scaling.metric].format(selector=selector),
+                    "threshold": str(scaling.target),
+                    # No series yet (a track that has served nothing) is zero load, not an error.
+                    "ignoreNullValues": "true",
+                },
+            }],
         },
     }
 
@@ -272,7 +303,8 @@ def build_route(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficSta
 def build_triton(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState) -> list[dict[str, Any]]:
     children: list[dict[str, Any]] = []
     for track in traffic.tracks(mdep):
-        children += [build_deployment(mdep, track, config), build_track_service(mdep, track), build_hpa(mdep, track)]
+        children += [build_deployment(mdep, track, config), build_track_service(mdep, track),
+                     build_autoscaler(mdep, track, config)]
     children.append(build_stable_service(mdep))
     if needs_route(mdep, traffic):
         children.append(build_route(mdep, config, traffic))

@@ -26,6 +26,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("batch/v1", "CronJob"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
@@ -36,6 +37,8 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
 INSTALL_HINTS = {
     "serving.kserve.io": "KServe v0.20+ (its CRDs inferenceservices/servingruntimes.serving.kserve.io)",
     "gateway.networking.k8s.io": "the Gateway API CRDs v1.1+ (httproutes.gateway.networking.k8s.io)",
+    "keda.sh": ("KEDA v2.12+ (its CRD scaledobjects.keda.sh), which scales on Prometheus for "
+                "autoscaling.metric concurrency and rps (docs/autoscaling.md)"),
 }
 
 log = logging.getLogger("mlsd.operator")

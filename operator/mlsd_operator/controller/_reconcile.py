@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from mlsd_contract.api import ModelDeployment, Runtime
 from mlsd_contract.tracks import TrafficState
-from mlsd_operator.builders import RUNTIMES, UnsupportedSpec, build_children, version_name
+from mlsd_operator.builders import RUNTIMES, UnsupportedSpec, build_children, required_apis, version_name
 from mlsd_operator.builders._common import pod_selector
 from mlsd_operator.builders._config import RenderConfig
 from mlsd_operator.builders._triton import build_route
@@ -158,8 +158,9 @@ def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, a
         except UnsupportedSpec as error:
             raise PermanentFailure(st.Reason.INVALID_SPEC, str(error)) from None
         for child in desired:
-            if not kube.served(child["apiVersion"], child["kind"]):
-                raise WaitingForDependency(str(MissingApi(child["apiVersion"], child["kind"])))
+            for api_version, kind in required_apis(child):
+                if not kube.served(api_version, kind):
+                    raise WaitingForDependency(str(MissingApi(api_version, kind)))
         for child in desired:          # the HTTPRoute, which carries the split, comes last
             hold = None
             if child["kind"] == "HTTPRoute":      # availability checked between the route's read and its write
