@@ -23,21 +23,32 @@ def upstream_crds_dir() -> Path:
 
 
 KEDA_MODULE = "github.com/kedacore/keda/v2@v2.21.0"
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator@v0.90.1"
 
 
-def keda_crds_dir() -> Path:
-    """KEDA v2.21.0's own CRDs (config/crd/bases), from the Go module proxy via Go's module cache."""
+def go_module_dir(module: str) -> Path:
+    """A module's source tree (`path@version`), from the Go module proxy via Go's module cache."""
     import json
     import shutil
     import subprocess
 
     if shutil.which("go") is None:
-        pytest.fail("go not found: KEDA's CRDs come from the Go module proxy; install Go 1.26 (see README)")
-    result = subprocess.run(["go", "mod", "download", "-json", KEDA_MODULE], capture_output=True, text=True,
+        pytest.fail(f"go not found: {module} comes from the Go module proxy; install Go 1.26 (see README)")
+    result = subprocess.run(["go", "mod", "download", "-json", module], capture_output=True, text=True,
                             timeout=300, env={**os.environ, "GOFLAGS": "-mod=mod"}, cwd="/")
     if result.returncode != 0:
-        pytest.fail(f"go mod download {KEDA_MODULE} failed: {result.stdout[-1000:]}{result.stderr[-1000:]}")
-    return Path(json.loads(result.stdout)["Dir"]) / "config" / "crd" / "bases"
+        pytest.fail(f"go mod download {module} failed: {result.stdout[-1000:]}{result.stderr[-1000:]}")
+    return Path(json.loads(result.stdout)["Dir"])
+
+
+def keda_crds_dir() -> Path:
+    """KEDA v2.21.0's own CRDs (config/crd/bases)."""
+    return go_module_dir(KEDA_MODULE) / "config" / "crd" / "bases"
+
+
+def prometheus_operator_crds_dir() -> Path:
+    """prometheus-operator v0.90.1's CRDs (PodMonitor, ServiceMonitor, PrometheusRule, ...)."""
+    return go_module_dir(PROMETHEUS_OPERATOR_MODULE) / "example" / "prometheus-operator-crd"
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

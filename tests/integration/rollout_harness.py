@@ -97,11 +97,18 @@ class PrometheusServer:
         self.work = work
         self.port = free_port()
         self.targets = work / "targets.json"
-        self.targets.write_text("[]")
+        self.honoring_targets = work / "targets-honor-labels.json"
+        for path in (self.targets, self.honoring_targets):
+            path.write_text("[]")
         (work / "prometheus.yml").write_text(json.dumps({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "mlsd", "file_sd_configs": [{"files": [str(self.targets)],
-                                                                         "refresh_interval": "1s"}]}],
+            "scrape_configs": [
+                {"job_name": "mlsd", "file_sd_configs": [{"files": [str(self.targets)], "refresh_interval": "1s"}]},
+                # The operator's state series name the ModelDeployment's namespace: kept, as the
+                # chart's ServiceMonitor keeps them (honorLabels).
+                {"job_name": "mlsd-operator", "honor_labels": True,
+                 "file_sd_configs": [{"files": [str(self.honoring_targets)], "refresh_interval": "1s"}]},
+            ],
         }))
         self.process: subprocess.Popen | None = None
 
@@ -121,11 +128,21 @@ class PrometheusServer:
         wait_http(f"{self.url}/-/ready", self.process, self.work / "prometheus.log", timeout=60)
         return self
 
-    def scrape(self, targets: list[tuple[str, dict[str, str]]]) -> None:
+    def scrape(self, targets: list[tuple[str, dict[str, str]]], *, honor_labels: bool = False) -> None:
         entries = [{"targets": [address], "labels": labels} for address, labels in targets]
-        tmp = self.targets.with_suffix(".tmp")
+        path = self.honoring_targets if honor_labels else self.targets
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(entries))
-        tmp.replace(self.targets)        # atomic: Prometheus never reads half a file
+        tmp.replace(path)        # atomic: Prometheus never reads half a file
+
+    def query(self, promql: str) -> dict:
+        """The HTTP API's answer (`status`, `data` or `error`), also for a query that does not parse."""
+        data = urllib.parse.urlencode({"query": promql}).encode()
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/query", data=data, timeout=10) as reply:
+                return json.loads(reply.read())
+        except urllib.error.HTTPError as error:      # 400 bad_data: the error names the parse failure
+            return json.loads(error.read())
 
     def wait_scraped(self, address: str, metric: str, timeout: float = 30) -> None:
         """Until `metric` from `address` is in the TSDB: traffic sent before that would be the first

@@ -87,10 +87,15 @@ def values_file(values: dict[str, Any], tmp_path: Path) -> Path:
     return path
 
 
+MONITORING_APIS = ("monitoring.coreos.com/v1/PodMonitor", "monitoring.coreos.com/v1/ServiceMonitor",
+                   "monitoring.coreos.com/v1/PrometheusRule")
+
+
 def render(values: dict[str, Any], tmp_path: Path, *, release: str = "mlsd-operator",
-           namespace: str = "mlsd-system", crds: bool = True) -> list[dict[str, Any]]:
+           namespace: str = "mlsd-system", crds: bool = True, api_versions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """`helm template`; `api_versions`: kinds the pretend cluster serves (Helm's .Capabilities)."""
     args = ["template", release, str(CHART), "-n", namespace, "--kube-version", f"{KUBERNETES_VERSION}.0",
-            "-f", str(values_file(values, tmp_path))]
+            "-f", str(values_file(values, tmp_path)), *(f"--api-versions={a}" for a in api_versions)]
     if crds:
         args.append("--include-crds")
     return _yaml.load_all_text(helm(*args).stdout)
@@ -297,7 +302,8 @@ def test_digest_wins_over_tag(tmp_path):
 def test_release_name_prefixes_every_name(tmp_path):
     docs = render({}, tmp_path, release="blue", namespace="ops")
     names = {d["metadata"]["name"] for d in docs if d["kind"] != "CustomResourceDefinition"}
-    assert names == {"blue-mlsd-operator", "blue-mlsd-operator-metrics", "blue-mlsd-operator-leader-election"}
+    assert names == {"blue-mlsd-operator", "blue-mlsd-operator-metrics", "blue-mlsd-operator-leader-election",
+                     "blue-mlsd-operator-dashboard"}
     assert {d["metadata"].get("namespace") for d in docs if d["kind"] in ("Deployment", "Role", "ServiceAccount")} == {"ops"}
 
 
@@ -373,7 +379,9 @@ BAD_VALUES = {
     "bad quantity": ({"resources": {"limits": {"cpu": "lots"}}}, "/resources/limits/cpu", "does not match pattern"),
     "gateway without namespace": ({"gateway": "mlsd-gateway"}, "/gateway", "does not match pattern"),
     "port out of range": ({"metrics": {"port": 70000}}, "/metrics/port", "maximum"),
-    "flag as text": ({"metrics": {"serviceMonitor": {"enabled": "yes"}}}, "/metrics/serviceMonitor/enabled", "want boolean"),
+    "flag as text": ({"monitoring": {"dashboard": {"enabled": "yes"}}}, "/monitoring/dashboard/enabled", "want boolean"),
+    "auto flag misspelt": ({"metrics": {"serviceMonitor": {"enabled": "automatic"}}}, "/metrics/serviceMonitor/enabled",
+                           "one of true, false, 'auto'"),
     "lease too short": ({"leaseSeconds": 1}, "/leaseSeconds", "minimum"),
 }
 
@@ -467,3 +475,45 @@ def test_kustomize_base_installs_what_the_chart_defaults_install(tmp_path):
     assert sorted(kustomized) == sorted(charted)
     for key, doc in kustomized.items():
         assert doc == charted[key], f"{key} differs between manifests/ and the chart's defaults"
+
+
+# -- the observability kit ---------------------------------------------------------------------------
+
+MONITORING_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+
+
+@pytest.mark.parametrize(("setting", "served", "expected"), [
+    ("auto", True, MONITORING_KINDS), ("auto", False, set()),
+    (True, False, MONITORING_KINDS), (False, True, set()),
+])
+def test_monitoring_objects_follow_the_cluster_unless_told(setting, served, expected, tmp_path):
+    values = {"metrics": {"serviceMonitor": {"enabled": setting}},
+              "monitoring": {"podMonitor": {"enabled": setting}, "prometheusRule": {"enabled": setting}}}
+    docs = render(values, tmp_path, crds=False, api_versions=MONITORING_APIS if served else ())
+    assert {d["kind"] for d in docs} & MONITORING_KINDS == expected
+
+
+def test_monitoring_objects_match_prometheus_operators_schemas(tmp_path):
+    docs = render({"watchNamespaces": ["team-a"]}, tmp_path, crds=False, api_versions=MONITORING_APIS)
+    for kind in sorted(MONITORING_KINDS):
+        (obj,) = by_kind(docs, kind)
+        validate(obj)       # prometheus-operator v0.90.1's CRD schema, strict
+    (pod_monitor,) = by_kind(docs, "PodMonitor")
+    assert pod_monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+    assert {e["port"] for e in pod_monitor["spec"]["podMetricsEndpoints"]} == {"http1", "metrics"}
+    (service_monitor,) = by_kind(docs, "ServiceMonitor")
+    assert service_monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    (rule,) = by_kind(docs, "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert alerts == {"MLSDRolloutStuck", "MLSDCanaryFailingAnalysis", "MLSDModelDrifted", "MLSDPredictorErrorRate"}
+
+
+def test_dashboard_configmap_carries_the_dashboard(tmp_path):
+    docs = render({}, tmp_path, crds=False)
+    (config_map,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["mlsd-serving.json"])
+    assert dashboard["uid"] == "mlsd-serving-modeldeployment"
+    assert all(panel["targets"] and all(t["expr"] for t in panel["targets"]) for panel in dashboard["panels"])
+    assert not [d for d in by_kind(render({"monitoring": {"dashboard": {"enabled": False}}}, tmp_path, crds=False),
+                                    "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]

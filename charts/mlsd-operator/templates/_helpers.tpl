@@ -64,3 +64,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- end }}
 {{- toJson $names }}
 {{- end }}
+
+{{/* Whether to create an optional monitoring object: (list SETTING "group/version/Kind" $).
+     SETTING true or false decides; "auto" creates it when the cluster serves that kind. */}}
+{{- define "mlsd-operator.wanted" -}}
+{{- $setting := index . 0 }}{{- $kind := index . 1 }}{{- $root := index . 2 }}
+{{- if eq (toString $setting) "auto" }}
+{{- if $root.Capabilities.APIVersions.Has $kind }}true{{- end }}
+{{- else if $setting }}true{{- end }}
+{{- end }}

@@ -23,7 +23,7 @@ from mlsd_operator.rollout import Prometheus, PrometheusError
 
 from . import _status as st
 from ._kube import FIELD_MANAGER, Kube
-from ._metrics import LEADER, RECONCILE_SECONDS, RECONCILES, serve_metrics
+from ._metrics import LEADER, RECONCILE_SECONDS, RECONCILES, STATE, serve_metrics
 from ._reconcile import PermanentFailure, WaitingForDependency, record_failure, reconcile
 from ._progress import tick
 from . import _drift as drift
@@ -153,6 +153,12 @@ def _api_message(error: ApiException) -> str:
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def on_model_deployment(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, reason: str, **_: Any) -> None:
     _run(str(reason), body, memo, logger)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def on_model_deployment_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """Every change, status included, for the state series (`_state_metrics`); nothing is written."""
+    STATE.observe(event.get("type"), body)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=RESYNC_SECONDS)
