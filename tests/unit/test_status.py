@@ -99,6 +99,42 @@ def test_kserve_without_controller_says_so():
     assert ready["reason"] == "WaitingForKServe" and "KServe controller" in ready["message"]
 
 
+def _isvc(canaries):
+    return {"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "PredictorReady", "status": "True"}],
+                       "components": {"predictor": {}}, "canaryStatuses": canaries}}
+
+
+def test_kserve_canary_is_ready_by_its_own_entry_only():
+    """KServe 0.20 Standard mode: one canaryStatuses entry per spec.canary[] entry, by name."""
+    someone_else = st.observe_inference_service(["1", "2"], _isvc([{"name": "v3", "ready": True}]),
+                                                canary_names={"2": "v2"})
+    assert not someone_else["2"].available
+    own = st.observe_inference_service(["1", "2"], _isvc([{"name": "v3", "ready": True}, {"name": "v2", "ready": True}]),
+                                       canary_names={"2": "v2"})
+    assert own["2"].available and own["1"].available
+
+
+def test_kserve_ready_replicas_come_from_kserves_deployments():
+    def deployment(ready):
+        return {"status": {"readyReplicas": ready, "availableReplicas": ready}}
+
+    tracks = st.observe_inference_service(["1", "2"], _isvc([{"name": "v2", "ready": True}]),
+                                          canary_names={"2": "v2"}, deployments={"1": deployment(3), "2": deployment(1)})
+    assert (tracks["1"].ready_replicas, tracks["2"].ready_replicas) == (3, 1)
+    # Serverless (Knative revisions: no such Deployments): the conditions alone, as before.
+    serverless = st.observe_inference_service(["1", "2"], _isvc([]))
+    assert serverless["2"].available and serverless["1"].ready_replicas == 1
+
+
+def test_kserve_deployment_names_follow_kserve():
+    from mlsd_operator.builders import kserve_deployments
+
+    standard = ModelDeployment.model_validate(manifest(name="ads"))
+    assert kserve_deployments(standard, ["1", "2"]) == {"1": "ads-predictor", "2": "ads-v2-predictor"}
+    serverless = ModelDeployment.model_validate(manifest(name="ads", kserve={"deploymentMode": "Serverless"}))
+    assert kserve_deployments(serverless, ["1"]) == {}
+
+
 def test_failed_status_for_an_unrunnable_spec():
     status = st.failed_status(mdep(), None, st.Reason.INVALID_SPEC, "file:// cannot be pulled")
     assert status["phase"] == "Failed"

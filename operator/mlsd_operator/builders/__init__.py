@@ -14,7 +14,8 @@ from ._batch import (
     BATCH_RUN_ANNOTATION, batch_name, build_batch_cronjob, build_batch_job, build_retraining_job, retraining_job_name,
 )
 from ._config import RenderConfig
-from ._kserve import build_inference_service, build_kserve, build_serving_runtime, required_apis
+from ._kserve import (build_inference_service, build_kserve, build_serving_runtime, canary_predictor_name,
+                      kserve_deployments, required_apis)
 from ._network import build_network_policy
 from ._runtimes import RUNTIMES, RuntimeBuilders
 from ._triton import KEDA_API, build_autoscaler, build_deployment, build_route, build_triton
@@ -40,5 +41,6 @@ __all__ = [
     "Decision", "RenderConfig",
     "UnsupportedSpec", "build_children", "build_network_policy", "build_deployment", "build_autoscaler", "KEDA_API", "build_inference_service",
     "build_kserve", "build_route", "build_serving_runtime", "build_triton", "decide_accelerator", "required_apis",
+    "canary_predictor_name", "kserve_deployments",
     "dns_name", "labels", "version_name", "RUNTIMES", "RuntimeBuilders",
 ]

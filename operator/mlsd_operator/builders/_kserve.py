@@ -179,6 +179,18 @@ def canary_predictor_name(mdep: ModelDeployment, version: str) -> str:
     return c.dns_name("v" + version, max_length=40)
 
 
+def kserve_deployments(mdep: ModelDeployment, versions: list[str]) -> dict[str, str]:
+    """version -> the Deployment KServe's Standard mode makes for it (stable first in `versions`):
+    `<isvc>-predictor` and `<isvc>-<canary predictor name>-predictor` (KServe's
+    constants.PredictorServiceName). Serverless makes Knative revisions instead: empty."""
+    if mdep.spec.kserve.deployment_mode == KServeDeploymentMode.SERVERLESS:
+        return {}
+    name = mdep.metadata.name
+    out = {versions[0]: f"{name}-predictor"}
+    out |= {v: f"{name}-{canary_predictor_name(mdep, v)}-predictor" for v in versions[1:]}
+    return out
+
+
 def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic: TrafficState) -> dict[str, Any]:
     spec = mdep.spec
     c.check_pullable(spec.model, Runtime.KSERVE)

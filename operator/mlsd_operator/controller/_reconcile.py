@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from mlsd_contract.api import ModelDeployment, Runtime
 from mlsd_contract.tracks import TrafficState
-from mlsd_operator.builders import RUNTIMES, UnsupportedSpec, build_children, required_apis, version_name
+from mlsd_operator.builders import (RUNTIMES, UnsupportedSpec, build_children, canary_predictor_name,
+                                   kserve_deployments, required_apis, version_name)
 from mlsd_operator.builders._common import pod_selector
 from mlsd_operator.builders._config import RenderConfig
 from mlsd_operator.builders._triton import build_route
@@ -59,8 +60,12 @@ def _selector(labels: dict[str, str]) -> str:
 def _observe_kserve(kube: Kube, mdep: ModelDeployment, versions: list[str], *,
                     read_pods: bool = True) -> st.Observation:
     """KServe reports every track on one InferenceService (stable first in `versions`)."""
-    isvc = kube.get(KSERVE_API, "InferenceService", mdep.metadata.namespace, mdep.metadata.name)
-    tracks = st.observe_inference_service(versions, isvc)
+    namespace = mdep.metadata.namespace
+    isvc = kube.get(KSERVE_API, "InferenceService", namespace, mdep.metadata.name)
+    deployments = {v: kube.get("apps/v1", "Deployment", namespace, name)
+                   for v, name in kserve_deployments(mdep, versions).items()} if isvc is not None else {}
+    names = {v: canary_predictor_name(mdep, v) for v in versions[1:]} if deployments else None
+    tracks = st.observe_inference_service(versions, isvc, canary_names=names, deployments=deployments)
     if read_pods and not all(t.available for t in tracks.values()):
         pods = kube.pods(mdep.metadata.namespace, _selector(RUNTIMES[Runtime.KSERVE].pod_labels(mdep)))
         tracks = {v: st.with_refusal(t, pods) for v, t in tracks.items()}

@@ -118,22 +118,42 @@ def with_refusal(track: TrackObservation, pods: list[dict[str, Any]]) -> TrackOb
                             f"model refused: {reason}", track.message, refused=True)
 
 
-def observe_inference_service(versions: list[str], isvc: dict[str, Any] | None) -> dict[str, TrackObservation]:
-    """KServe reports one object; its Ready condition covers the stable predictor, canaryStatuses the rest."""
+def observe_inference_service(versions: list[str], isvc: dict[str, Any] | None, *,
+                              canary_names: dict[str, str] | None = None,
+                              deployments: dict[str, dict[str, Any] | None] | None = None) -> dict[str, TrackObservation]:
+    """KServe reports one object: its Ready condition covers the stable predictor, and in Standard
+    mode each `spec.canary[]` entry has a `canaryStatuses` entry of the same name (`canary_names`:
+    version -> that name; a canary is ready only by its own entry). Replica counts come from the
+    Deployments KServe made for each track (`deployments`: version -> Deployment), where known;
+    Serverless (Knative revisions, no such Deployments, no canaryStatuses) falls back to the
+    conditions alone."""
     if isvc is None:
         return {v: TrackObservation(v) for v in versions}
     status = isvc.get("status") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    deployments = deployments or {}
+
+    def replicas(version: str, ready: bool) -> int:
+        deployment = deployments.get(version)
+        if deployment is None:
+            return 1 if ready else 0
+        return int((deployment.get("status") or {}).get("readyReplicas") or 0)
+
     ready = conditions.get("Ready", {})
     is_ready = ready.get("status") == "True"
     message = ready.get("message") or ("no status from KServe yet: is the KServe controller running?"
                                        if not status else None)
-    out = {versions[0]: TrackObservation(versions[0], True, 1 if is_ready else 0, is_ready, None, message)}
-    canaries = status.get("canaryStatuses") or []
+    stable = versions[0]
+    out = {stable: TrackObservation(stable, True, replicas(stable, is_ready), is_ready, None, message)}
+    canaries = {c.get("name"): c for c in status.get("canaryStatuses") or []}
     for version in versions[1:]:
-        canary_ready = any(c.get("ready") for c in canaries) or (
-            conditions.get("PredictorReady", {}).get("status") == "True" and bool(status.get("components")))
-        out[version] = TrackObservation(version, True, 1 if canary_ready else 0, canary_ready)
+        name = (canary_names or {}).get(version)
+        if name is not None:                              # Standard: its own entry, by name
+            canary_ready = bool(canaries.get(name, {}).get("ready"))
+        else:                                             # Serverless: the latest revision
+            canary_ready = (conditions.get("PredictorReady", {}).get("status") == "True"
+                            and bool(status.get("components")))
+        out[version] = TrackObservation(version, True, replicas(version, canary_ready), canary_ready)
     return out
 
 
