@@ -41,21 +41,25 @@ def shifted_variant(source: Path, target: Path, version: int | None = None) -> P
     """A copy of a served variant whose probabilities are pushed up (p -> p^(1/4)): same signature,
     healthy latency and no errors, but miscalibrated, as a bad retrain would be."""
     shutil.copytree(source, target, dirs_exist_ok=True)
-    path = target / "model.onnx"
-    model = onnx.load(str(path))
-    output = model.graph.output[0].name
-    for node in model.graph.node:
-        node.output[:] = [f"{o}_raw" if o == output else o for o in node.output]
-    model.graph.node.extend([helper.make_node("Sqrt", [f"{output}_raw"], [f"{output}_sqrt"]),
-                             helper.make_node("Sqrt", [f"{output}_sqrt"], [output])])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    shift_probabilities(target / "model.onnx")
     rerecord_self_check(target)
     if version is not None:           # served (and labelled) as another version
         card = json.loads((target / "model-card.json").read_text())
         card["version"] = version
         (target / "model-card.json").write_text(json.dumps(card))
     return target
+
+
+def shift_probabilities(graph: Path) -> None:
+    """Rewrites an ONNX graph in place so that its first output p becomes p^(1/4)."""
+    model = onnx.load(str(graph))
+    output = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = [f"{o}_raw" if o == output else o for o in node.output]
+    model.graph.node.extend([helper.make_node("Sqrt", [f"{output}_raw"], [f"{output}_sqrt"]),
+                             helper.make_node("Sqrt", [f"{output}_sqrt"], [output])])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(graph))
 
 
 def rerecord_self_check(variant: Path) -> None:

@@ -2,7 +2,7 @@
 real Prometheus that scrapes real predictors and the real operator, and must parse and return data.
 
 The scene: a Triton ModelDeployment (kwok pods) walking a canary (held at its first step by a long
-interval) with a drift check, the operator as its ServiceAccount with 1 s ticks, and two real KServe
+interval) and a KServe one running drift checks (drift needs the KServe predictor's histograms), the operator as its ServiceAccount with 1 s ticks, and two real KServe
 predictor processes (ad-click v1 and v2, `rollout_harness.Evidence`) under steady load, scraped with
 the labels the chart's PodMonitor gives the predictor pods; the operator's /metrics is scraped with
 honor_labels, as the chart's ServiceMonitor does. The queries are read from `helm template` of the
@@ -23,7 +23,7 @@ from tests.integration.rollout_harness import Evidence
 from tests.conftest import manifest
 from tests.unit.test_chart import CHART, MONITORING_APIS, helm
 
-NAME = "watched"
+NAME, DRIFTING = "watched", "drifting"
 SIGNAL = re.compile(r"^\((?P<signal>.*)\)\s*>\s*[0-9.]+$", re.S)
 
 
@@ -48,26 +48,30 @@ def test_every_alert_and_dashboard_query_returns_data(control_plane, models, pro
     assert len(alerts) == 4 and len(panels) >= 8
     evidence = Evidence(models, prometheus, tmp_path)
     evidence.register(namespace, NAME)
+    evidence.register(namespace, DRIFTING)
     operator = OperatorProcess(control_plane, tmp_path / "operator.log", env={
         "MLSD_PROMETHEUS_URL": prometheus.url, "MLSD_ROLLOUT_TICK_SECONDS": "1",
         "MLSD_DRIFT_TICK_SECONDS": "1", "MLSD_RESYNC_SECONDS": "5"}).start(leading=True)
     prometheus.scrape([(f"127.0.0.1:{operator.metrics_port}", {})], honor_labels=True)
     try:
-        obj = manifest(name=NAME, namespace=None, runtime="triton", gateway={"name": "gw"},
-                       model={"storageUri": "s3://models/ad/1"},
-                       canary={"model": {"version": "2", "storageUri": "s3://models/ad/2"}, "steps": [10, 50],
-                               "interval": "30m", "progressDeadline": "1h",
-                               "analysis": {"minRequests": 1, "maxErrorRate": 0.05, "maxLatencyP99Ms": 5000,
-                                            "maxPredictionDrift": 10, "failureLimit": 5}},
-                       drift={"window": "1m", "interval": "5s", "minSamples": 50, "threshold": 0.2})
-        control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=_yaml.dump(obj))
+        # The dashboard's ModelDeployment variable is multi-valued: the two together give every panel data.
+        canary = manifest(name=NAME, namespace=None, runtime="triton", gateway={"name": "gw"},
+                          model={"storageUri": "s3://models/ad/1"},
+                          canary={"model": {"version": "2", "storageUri": "s3://models/ad/2"}, "steps": [10, 50],
+                                  "interval": "30m", "progressDeadline": "1h",
+                                  "analysis": {"minRequests": 1, "maxErrorRate": 0.05, "maxLatencyP99Ms": 5000,
+                                               "maxPredictionDrift": 10, "failureLimit": 5}})
+        drifting = manifest(name=DRIFTING, namespace=None, model={"storageUri": "s3://models/ad/1"},
+                            drift={"window": "1m", "interval": "10s", "minSamples": 50, "threshold": 0.2})
+        control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=_yaml.dump_all([canary, drifting]))
 
-        def status():
-            return control_plane.kubectl("get", "mdep", NAME, "-n", namespace, "-o", "json").stdout
+        def status(name):
+            return json.loads(control_plane.kubectl("get", "mdep", name, "-n", namespace, "-o", "json").stdout
+                              ).get("status") or {}
 
-        eventually(operator, lambda: (s := json.loads(status()).get("status") or {}).get("canary", {})
-                   .get("trafficPercent") == 10 and (s.get("drift") or {}).get("features"),
-                   "the canary at its first step and a drift check with features", timeout=120)
+        eventually(operator, lambda: status(NAME).get("canary", {}).get("trafficPercent") == 10
+                   and (status(DRIFTING).get("drift") or {}).get("features"),
+                   "the canary at its first step, and a drift check with features", timeout=120)
 
         def answers(query: str) -> list:
             reply = prometheus.query(query)
@@ -77,7 +81,7 @@ def test_every_alert_and_dashboard_query_returns_data(control_plane, models, pro
         # The operator's series reach Prometheus a scrape after the status they come from.
         eventually(operator, lambda: answers(f'mlsd_drift_psi{{namespace="{namespace}"}}'),
                    "the operator's state series in Prometheus", timeout=60)
-        variables = {"$namespace": namespace, "$model_deployment": NAME}
+        variables = {"$namespace": namespace, "$model_deployment": f"{NAME}|{DRIFTING}"}
         empty: dict[str, str] = {}
         for title, expr in panels.items():
             for name, value in variables.items():

@@ -1,12 +1,15 @@
-"""The canary analysis on tritonserver as it runs (no mlsd_* request series there): two real
+"""The canary analysis on tritonserver as it runs (no mlsd_* request series there): real
 tritonserver processes started as `mlsd serve` starts them (ad-click-prediction v1 and v2, the
-Python-backend layout of the nvidia-pytriton binary), real Prometheus scraping their metrics ports
-with the labels a cluster's scrape config adds, real requests. The operator's own query code
-(`Prometheus.track` with a Triton selector) must see requests, latency and score histograms, and
-judge a canary that nobody called as no evidence."""
+Python-backend layout of the nvidia-pytriton binary) and a third serving a miscalibrated copy of v2
+(its probabilities pushed up, p -> p^(1/4): same signature, no errors, fast), real Prometheus
+scraping their metrics ports with the labels a cluster's scrape config adds, real requests. The
+operator's own query code (`Prometheus.track` with a Triton selector) must see requests, latency and
+score histograms; the good canary passes, the miscalibrated one fails on prediction drift (the
+verdict that rolls a canary back), and a canary that nobody called is no evidence."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -17,8 +20,10 @@ from mlsd_contract.api import Analysis, ModelDeployment
 from mlsd_operator.rollout import Decision, Prometheus, TrackSelector, analyze
 from mlsd_predictors.serve._backends import start_backend
 from mlsd_predictors.serve._plan import plan
+from mlsd_predictors.servers._triton import TritonServer
 from tests.conftest import manifest
-from tests.integration.rollout_harness import CASE, PrometheusServer, infer
+from tests._support import free_port
+from tests.integration.rollout_harness import CASE, PrometheusServer, infer, rerecord_self_check, shift_probabilities
 
 pytestmark = pytest.mark.serving
 
@@ -44,10 +49,26 @@ def tracks(models_root: Path, tmp_path: Path):
             backend.stop()
 
 
-def test_the_analysis_judges_tritonserver_on_its_own_series(tracks, tmp_path: Path) -> None:
+@pytest.fixture
+def miscalibrated(models_root: Path, tmp_path: Path):
+    """v2's Triton repository with its probabilities shifted, served by a tritonserver of its own."""
+    repository = tmp_path / "miscalibrated"
+    shutil.copytree(models_root / CASE / "2" / "triton" / "fp32", repository)
+    (graph,) = repository.glob(f"{CASE}/*/model.onnx")
+    shift_probabilities(graph)
+    rerecord_self_check(repository)
+    server = TritonServer([repository], free_port(), free_port(), free_port(), log_path=tmp_path / "triton-3.log",
+                          env={"MLSD_TRACK": "canary"})
+    server.start(240)
+    yield server
+    server.stop()
+
+
+def test_the_analysis_judges_tritonserver_on_its_own_series(tracks, miscalibrated, tmp_path: Path) -> None:
     (tmp_path / "prometheus").mkdir()
     prometheus = PrometheusServer(tmp_path / "prometheus").start()
     try:
+        tracks = {**tracks, "3": miscalibrated}
         addresses = {v: f"127.0.0.1:{b.metrics_port}" for v, b in tracks.items()}
         prometheus.scrape([(address, {"namespace": NAMESPACE, "model_deployment": NAME, "version": version})
                            for version, address in addresses.items()])
@@ -74,8 +95,13 @@ def test_the_analysis_judges_tritonserver_on_its_own_series(tracks, tmp_path: Pa
         verdict = analyze(thresholds, seen["1"], seen["2"])
         assert verdict.decision == Decision.PASS, verdict
         assert verdict.latency_p99_ms and verdict.prediction_drift is not None
+        shifted = analyze(thresholds, seen["1"], seen["3"])
+        assert shifted.decision == Decision.FAIL, shifted
+        assert shifted.prediction_drift > thresholds.max_prediction_drift and "drift" in shifted.reason, shifted
+        print(f"\nprediction drift (PSI of score histograms) vs stable: good canary {verdict.prediction_drift:.3f}, "
+              f"miscalibrated {shifted.prediction_drift:.3f} (limit {thresholds.max_prediction_drift})")
 
-        unseen = reader.track(TrackSelector(NAMESPACE, NAME, "3", CASE), 120)
+        unseen = reader.track(TrackSelector(NAMESPACE, NAME, "4", CASE), 120)
         lenient = Analysis(min_requests=0)
         idle = analyze(lenient, seen["1"], unseen)
         assert unseen.requests == 0 and idle.decision == Decision.WAIT and "no requests" in idle.reason
