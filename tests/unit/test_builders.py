@@ -275,6 +275,13 @@ def test_kserve_standard_canary_is_an_explicit_entry():
     assert "minReplicas" not in entry["predictor"], "KServe canaries take no autoscaling fields"
     assert entry["predictor"]["model"]["env"] == [{"name": "MLSD_TRACK", "value": "canary"}]
     assert spec["predictor"]["model"]["env"] == [{"name": "MLSD_TRACK", "value": "stable"}]
+    # KServe gives every predictor pod the InferenceService's labels (they name the stable version)
+    # unless the predictor overrides them: each track's pods say which version and track they are.
+    assert isvc["metadata"]["labels"]["mlsd.io/version"] == "1"
+    assert entry["predictor"]["labels"] == {"mlsd.io/version": "8", "app.kubernetes.io/version": "8",
+                                            "mlsd.io/track": "canary"}
+    assert spec["predictor"]["labels"] == {"mlsd.io/version": "1", "app.kubernetes.io/version": "1",
+                                           "mlsd.io/track": "stable"}
 
 
 def test_kserve_serverless_canary_steps_canary_traffic_percent():
@@ -283,6 +290,7 @@ def test_kserve_serverless_canary_steps_canary_traffic_percent():
     predictor = isvc["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 10
     assert predictor["model"]["storageUri"].startswith("pvc://models/ad-click-prediction/8/")
+    assert predictor["labels"]["mlsd.io/version"] == "8", "the new revision's pods are the canary's"
     assert "canary" not in isvc["spec"]
 
 

@@ -179,6 +179,13 @@ def canary_predictor_name(mdep: ModelDeployment, version: str) -> str:
     return c.dns_name("v" + version, max_length=40)
 
 
+def _track_labels(version: str, track: str) -> dict[str, str]:
+    """Pod labels of one track's predictor. KServe gives every predictor pod, the canary's too, the
+    InferenceService's own labels (which name the stable version) unless the predictor spec
+    overrides them: without these a canary pod would be scraped and selected as the stable version."""
+    return {c.LABEL_VERSION: version, "app.kubernetes.io/version": version, c.LABEL_TRACK: track}
+
+
 def kserve_deployments(mdep: ModelDeployment, versions: list[str]) -> dict[str, str]:
     """version -> the Deployment KServe's Standard mode makes for it (stable first in `versions`):
     `<isvc>-predictor` and `<isvc>-<canary predictor name>-predictor` (KServe's
@@ -201,6 +208,7 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
 
     predictor: dict[str, Any] = {
         "model": _model_spec(mdep, spec.model, pod, STABLE),
+        "labels": _track_labels(spec.model.version, STABLE),
         **scaling,
         **_placement_fields(pod),
         **_service_account(mdep, spec.model),
@@ -216,6 +224,7 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
                     "name": canary_predictor_name(mdep, canary.version),
                     # The v0.20 CRD requires the canary model's container name (the stable one defaults).
                     "model": {"name": "kserve-container", **_model_spec(mdep, canary, pod, CANARY)},
+                    "labels": _track_labels(canary.version, CANARY),
                     **_placement_fields(pod),
                     **_service_account(mdep, canary),
                 },
@@ -223,6 +232,7 @@ def build_inference_service(mdep: ModelDeployment, config: RenderConfig, traffic
         else:
             # Serverless: the latest revision is the canary; the previous one keeps serving as stable.
             predictor["model"] = _model_spec(mdep, canary, pod, CANARY)
+            predictor["labels"] = _track_labels(canary.version, CANARY)    # the new revision's pods
             predictor["canaryTrafficPercent"] = traffic.canary_percent
             predictor.pop("serviceAccountName", None)     # the new revision's pods are the canary's
             predictor |= _service_account(mdep, canary)
