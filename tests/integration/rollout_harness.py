@@ -182,11 +182,41 @@ class Predictor:
     def address(self) -> str:
         return f"{HOST}:{self.http_port}"
 
+    scrape_address = address           # /metrics is on the HTTP port
+
     def infer(self, rows: int, rng: np.random.Generator) -> int:
         return infer(self.address, rows, rng)
 
     def stop(self) -> None:
         stop_process(self.process, group=True)
+
+
+class TritonPredictor:
+    """A real tritonserver (the pytriton wheel's, as `mlsd serve` and the project's Triton image run
+    it) on one version's Triton repository, on loopback. It exports no mlsd_* request series: the
+    analysis reads its own nv_* series and the Python-backend shim's score histograms, scraped from
+    its metrics port."""
+
+    def __init__(self, repository: Path, track: str, work: Path):
+        from mlsd_predictors.servers._triton import TritonServer
+
+        self.server = TritonServer([repository], free_port(), free_port(), free_port(), host=HOST,
+                                   log_path=work / f"triton-{track}-{free_port()}.log", env={"MLSD_TRACK": track})
+        self.server.start(240)
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.server.http_port}"
+
+    @property
+    def scrape_address(self) -> str:
+        return f"{HOST}:{self.server.metrics_port}"
+
+    def infer(self, rows: int, rng: np.random.Generator) -> int:
+        return infer(self.address, rows, rng)
+
+    def stop(self) -> None:
+        self.server.stop()
 
 
 class Traffic(threading.Thread):

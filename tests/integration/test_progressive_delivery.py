@@ -1,11 +1,12 @@
-"""Progressive delivery with real parts: a real Prometheus scraping real KServe predictor servers on
-loopback that receive generated traffic (split as the route says), and the real operator on the
+"""Progressive delivery with real parts: a real Prometheus scraping real KServe predictor servers (or
+real tritonserver processes, for the Triton tests) on loopback that receive generated traffic (split as the route says), and the real operator on the
 real control plane. Time is compressed (5 s intervals, 1 s ticks and scrapes); the logic is the
 production one. The predictors run as local processes, not in the kwok pods, since kwok pods run
 nothing: their series carry the namespace/model_deployment labels Prometheus would add in-cluster."""
 
 from __future__ import annotations
 
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +21,7 @@ from mlsd_operator import _yaml
 from tests.conftest import manifest
 from tests.integration.operator_harness import OperatorProcess, install_crds
 from tests.integration.rollout_harness import (
-    CASE, Predictor, Traffic, shifted_variant,
+    CASE, Predictor, Traffic, TritonPredictor, rerecord_self_check, shift_probabilities, shifted_variant,
 )
 from tests.integration.test_operator import GROUP, PLURAL, VERSION, eventually, get_mdep, weights
 
@@ -49,13 +50,13 @@ class Rollout:
     """One ModelDeployment with a canary, its two predictor processes, scraping and traffic."""
 
     def __init__(self, plane, operator, prometheus, k8s, namespace, work: Path, stable_dir: Path, canary_dir: Path,
-                 steps=(20, 50), interval="5s", runtime="triton"):
+                 steps=(20, 50), interval="5s", runtime="triton", backend=Predictor):
         self.plane, self.operator, self.namespace, self.k8s = plane, operator, namespace, k8s
         self.name = "ctr"
-        self.stable = Predictor(stable_dir, "stable", work)
-        self.canary = Predictor(canary_dir, "canary", work)
+        self.stable = backend(stable_dir, "stable", work)
+        self.canary = backend(canary_dir, "canary", work)
         labels = {"namespace": namespace, "model_deployment": self.name}
-        prometheus.scrape([(self.stable.address, labels), (self.canary.address, labels)])
+        prometheus.scrape([(self.stable.scrape_address, labels), (self.canary.scrape_address, labels)])
         routing = {"gateway": {"name": "gw"}} if runtime == "triton" else {}
         obj = manifest(name=self.name, namespace=None, runtime=runtime, **routing,
                        model={"storageUri": "s3://models/ad/1"},
@@ -113,9 +114,12 @@ def history_of(obj: dict) -> list[dict]:
 def rollout(control_plane, rollout_operator, prometheus, k8s, namespace, models, tmp_path, request):
     created: list[Rollout] = []
 
-    def start(canary_dir: Path | None = None, **kwargs) -> Rollout:
-        stable_dir = models / CASE / "1" / "kserve" / "fp32"
-        canary_dir = canary_dir or models / CASE / "2" / "kserve" / "fp32"
+    def start(canary_dir: Path | None = None, *, layout: str = "kserve", **kwargs) -> Rollout:
+        """layout "kserve": KServe predictor processes; "triton": tritonserver processes."""
+        if layout == "triton":
+            kwargs["backend"] = TritonPredictor
+        stable_dir = models / CASE / "1" / layout / "fp32"
+        canary_dir = canary_dir or models / CASE / "2" / layout / "fp32"
         created.append(Rollout(control_plane, rollout_operator, prometheus, k8s, namespace, tmp_path,
                                stable_dir, canary_dir, **kwargs))
         return created[-1]
@@ -163,6 +167,31 @@ def test_a_shifted_canary_is_rolled_back_at_its_first_step(rollout, control_plan
     # It never went past the first step.
     assert "50" not in str([e for e in control_plane.kubectl("get", "events", "-n", namespace).stdout.splitlines()
                             if "CanaryAdvance" in e])
+
+
+def test_a_triton_canary_is_promoted_on_tritonservers_own_series(rollout):
+    """Real tritonserver processes serve both tracks: no mlsd_* request series; the analysis reads
+    nv_inference_request_success/failure, the p99 summary and the shim's score histograms."""
+    r = rollout(layout="triton", steps=(50,))
+    obj = r.wait(lambda o: o["spec"]["model"]["version"] == "2" and "canary" not in o["spec"],
+                 "promotion on tritonserver's own series", timeout=180)
+    (entry,) = history_of(obj)
+    assert entry["outcome"] == "Promoted", entry
+    assert r.traffic.sent["canary"] > 0
+
+
+def test_a_miscalibrated_triton_canary_is_rolled_back_on_prediction_drift(rollout, models, tmp_path):
+    repository = tmp_path / "miscalibrated"
+    shutil.copytree(models / CASE / "2" / "triton" / "fp32", repository)
+    (graph,) = repository.glob(f"{CASE}/*/model.onnx")
+    shift_probabilities(graph)
+    rerecord_self_check(repository)
+    r = rollout(repository, layout="triton", steps=(50,))
+    obj = r.wait(lambda o: o.get("status", {}).get("phase") == "RolledBack", "rollback on tritonserver", timeout=180)
+    (entry,) = history_of(obj)
+    assert entry["outcome"] == "RolledBack", entry
+    assert entry["reason"].startswith("predictionDrift: prediction drift (PSI)"), entry["reason"]
+    assert obj["spec"]["model"]["version"] == "1"
 
 
 def test_a_restarted_operator_resumes_at_the_same_step(rollout, rollout_operator):
