@@ -22,10 +22,14 @@ class MissingBinariesError(RuntimeError):
     """A control-plane binary is in none of the places we look."""
 
 
+def cache_root() -> Path:
+    """`${MLSD_CACHE:-~/.cache/mlsd}`: where every built or downloaded tool and image is kept."""
+    return Path(os.environ.get("MLSD_CACHE") or Path.home() / ".cache" / "mlsd")
+
+
 def cache_bin_dir() -> Path:
     """The directory `hack/control-plane.sh path` prints."""
-    root = os.environ.get("MLSD_CACHE") or str(Path.home() / ".cache" / "mlsd")
-    return Path(root) / "control-plane" / KUBE_VERSION / "bin"
+    return cache_root() / "control-plane" / KUBE_VERSION / "bin"
 
 
 def search_dirs(bin_dir: Path | None = None) -> list[Path]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from ._binaries import MissingBinariesError
+from ._binaries import MissingBinariesError, cache_root
 from ._process import StartupError, log_tail
 
 _PID_FILE = "supervisor.pid"
@@ -27,8 +27,7 @@ _OWNED_DIRS = ("etcd-data", "pki", "apiserver", "kube-controller-manager", "kube
 
 
 def _default_state_dir() -> Path:
-    root = os.environ.get("MLSD_CACHE") or str(Path.home() / ".cache" / "mlsd")
-    return Path(root) / "dev-cluster"
+    return cache_root() / "dev-cluster"
 
 
 StateDir = typer.Option(

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from ._binaries import cache_root
+
 REPOSITORY = "ghcr.io/mlsd-serving"
 TAG = version("mlsd-serving")
 INPUTS_LABEL = "org.mlsd-serving.inputs"
@@ -82,8 +84,7 @@ BY_NAME = {image.name: image for image in IMAGES}
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("MLSD_CACHE") or str(Path.home() / ".cache" / "mlsd")
-    return Path(root) / "images"
+    return cache_root() / "images"
 
 
 def store_options() -> list[str]:
@@ -163,18 +164,24 @@ def _files(root: Path, sources: Sequence[str]) -> list[Path]:
     return out
 
 
-def inputs_digest(image: Image, root: Path, base_key: str) -> str:
+def inputs_digest(image: Image, root: Path, base_key: str, files: Sequence[Path] | None = None) -> str:
+    """`files`: the context files, when the caller has them already (`context_files`)."""
     dockerfile = root / image.dockerfile
-    files = _files(root, copy_sources(dockerfile))
+    files = context_files(image, root) if files is None else files
     parts: list[bytes] = [dockerfile.read_bytes(), (image.target or "").encode(), base_key.encode()]
     for path in files:
         parts += [str(path.relative_to(root)).encode(), path.read_bytes(), b"x" if os.access(path, os.X_OK) else b"-"]
     return _digest(parts)
 
 
-def _stage_context(image: Image, root: Path, into: Path) -> None:
+def context_files(image: Image, root: Path) -> list[Path]:
+    """What the image's COPY lines read from the checkout."""
+    return _files(root, copy_sources(root / image.dockerfile))
+
+
+def _stage_context(files: Sequence[Path], root: Path, into: Path) -> None:
     """A build context holding only what the COPY lines read (the checkout has .venv and more)."""
-    for path in _files(root, copy_sources(root / image.dockerfile)):
+    for path in files:
         target = into / path.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
@@ -269,7 +276,8 @@ def build(names: Sequence[str] = (), root: Path | None = None) -> list[BuildResu
     Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     for image in selected:
         t0 = time.monotonic()
-        key = inputs_digest(image, root, key_of_base)
+        files = context_files(image, root)
+        key = inputs_digest(image, root, key_of_base, files)
         labels = _labels(image.ref)
         if labels is not None and labels.get(INPUTS_LABEL) == key:
             results.append(BuildResult(image, key, True, time.monotonic() - t0))
@@ -278,7 +286,7 @@ def build(names: Sequence[str] = (), root: Path | None = None) -> list[BuildResu
         _log(f"{image.ref}: building {image.dockerfile}" + (f" --target {image.target}" if image.target else ""))
         with tempfile.TemporaryDirectory(prefix="mlsd-image-", dir=env["TMPDIR"]) as tmp:
             context = Path(tmp) / "context"
-            _stage_context(image, root, context)
+            _stage_context(files, root, context)
             command = [buildah, *store_options(), "build", "--layers", "--network", "host",
                        "--pull-never", "--file", str(root / image.dockerfile),
                        "--build-arg", f"PYTHON_IMAGE={BASE_REF}", "--label", f"{INPUTS_LABEL}={key}",

@@ -206,7 +206,7 @@ class TritonPredictor:
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.server.http_port}"
+        return self.server.http_url
 
     @property
     def scrape_address(self) -> str:

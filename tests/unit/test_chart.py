@@ -21,7 +21,7 @@ import yaml
 
 from mlsd_operator import _yaml
 from mlsd_contract.api import crd, validate_manifest
-from mlsd_devcluster._binaries import MissingBinariesError, find_binaries
+from mlsd_devcluster._binaries import MissingBinariesError, cache_root, find_binaries
 from tests.conftest import REPO, SAMPLES
 from tests.schemas import KUBERNETES_VERSION, validate
 
@@ -62,8 +62,7 @@ def helm_binary() -> Path:
     if explicit := os.environ.get("MLSD_HELM"):
         path = Path(explicit)
     else:
-        root = os.environ.get("MLSD_CACHE") or str(Path.home() / ".cache" / "mlsd")
-        path = Path(root) / "helm" / helm_version() / "helm"
+        path = cache_root() / "helm" / helm_version() / "helm"
     if not (path.is_file() and os.access(path, os.X_OK)):
         pytest.fail(f"helm not found at {path}: run `hack/helm.sh build` (builds Helm {helm_version()} "
                     "from the Go module proxy; hack/test.sh does it) or set MLSD_HELM", pytrace=False)
